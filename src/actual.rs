@@ -1,0 +1,342 @@
+//! Actual-state stage: reads what exists, in bulk, from the store and the filesystem.
+//!
+//! Requests, for N instances: `global/instances` `_all_docs?include_docs=true` in pages, one `_all_dbs`
+//! range scan over every `cozy…` database in pages (plus one ranged call per legacy instance without a
+//! `prefix`), then per instance only what the configuration needs: the settings doc when settings are
+//! declared. `--deep` also reads the root/trash directory docs, the settings doc and every index and
+//! view. Folders on disk are checked locally. Instance docs are kept without their secrets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use futures::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::fsops::{self, FsState};
+use crate::layout;
+use crate::store::{Store, StoreResult};
+
+/// Page size of the `global/instances` scan.
+pub const INSTANCES_PAGE: usize = 1000;
+
+/// How much to read.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Verify indexes, views, directory docs and settings docs of every instance.
+    pub deep: bool,
+    /// Concurrency of per-instance reads.
+    pub parallelism: usize,
+    /// Domains whose settings doc must be read (those that declare settings).
+    pub settings_for: BTreeSet<String>,
+}
+
+/// A value that may not have been read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "state", content = "value", rename_all = "snake_case")]
+pub enum Observed<T> {
+    NotRead,
+    Missing,
+    Present(T),
+}
+
+/// What `--deep` found for one instance.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DeepState {
+    pub root_dir: bool,
+    pub trash_dir: bool,
+    /// (doctype, ddoc) of mango indexes that are missing or differ.
+    pub bad_indexes: Vec<(String, String)>,
+    /// (doctype, name) of views that are missing or differ.
+    pub bad_views: Vec<(String, String)>,
+}
+
+/// One instance as it exists.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActualInstance {
+    pub id: String,
+    pub rev: String,
+    pub domain: String,
+    /// `prefix`, or the domain for legacy docs (`DBPrefix()`).
+    pub db_prefix: String,
+    /// The instance doc without `_id`, `_rev` and secrets.
+    pub doc: Map<String, Value>,
+    /// Doctypes of the instance databases that exist (among the layout's).
+    pub doctypes: BTreeSet<String>,
+    /// Every database name with the instance's prefix.
+    pub databases: Vec<String>,
+    pub fs: FsState,
+    /// The settings doc without `_id`/`_rev`.
+    pub settings: Observed<Map<String, Value>>,
+    pub deep: Option<DeepState>,
+}
+
+impl ActualInstance {
+    pub fn deleting(&self) -> bool {
+        self.doc.get("deleting").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    pub fn aliases(&self) -> Vec<String> {
+        self.doc
+            .get("domain_aliases")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Something wrong in the actual state that the plan reports instead of acting on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Finding {
+    /// The domain concerned, when known.
+    pub domain: Option<String>,
+    pub doc_id: Option<String>,
+    pub message: String,
+}
+
+/// The actual state.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Actual {
+    pub global_db: bool,
+    /// Design docs of `global/instances` that are missing or differ (view and index names).
+    pub global_missing: Vec<String>,
+    /// Sorted by domain; one entry per domain (duplicates go to findings).
+    pub instances: Vec<ActualInstance>,
+    pub findings: Vec<Finding>,
+    /// Domains claimed by more than one instance doc.
+    pub ambiguous: BTreeSet<String>,
+    /// `_rev` of each instance doc by id, and the database names seen, for saved-plan staleness.
+    pub revs: BTreeMap<String, String>,
+}
+
+impl Actual {
+    pub fn by_domain(&self) -> HashMap<&str, &ActualInstance> {
+        self.instances.iter().map(|i| (i.domain.as_str(), i)).collect()
+    }
+}
+
+/// Removes `_id`, `_rev` and secrets from a doc.
+pub fn redact(doc: &Value) -> Map<String, Value> {
+    let mut m = doc.as_object().cloned().unwrap_or_default();
+    m.remove("_id");
+    m.remove("_rev");
+    for k in layout::SECRET_KEYS {
+        m.remove(*k);
+    }
+    m
+}
+
+/// Reads every instance doc of `global/instances`, design docs skipped.
+pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.all_docs_page(layout::GLOBAL_INSTANCES_DB, after.as_deref(), INSTANCES_PAGE).await?;
+        let n = page.len();
+        after = page.last().and_then(|d| d.get("_id")).and_then(Value::as_str).map(str::to_string);
+        out.extend(page.into_iter().filter(|d| !d.get("_id").and_then(Value::as_str).unwrap_or("").starts_with("_design/")));
+        if n < INSTANCES_PAGE {
+            return Ok(out);
+        }
+    }
+}
+
+/// Reads the actual state.
+pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> anyhow::Result<Actual> {
+    use anyhow::Context;
+    let mut actual = Actual { global_db: store.db_exists(layout::GLOBAL_INSTANCES_DB).await.with_context(|| format!("reading {}", store.describe()))?, ..Default::default() };
+    if !actual.global_db {
+        return Ok(actual);
+    }
+    let (docs, dbs, global) = tokio::try_join!(
+        read_instance_docs(store),
+        store.all_dbs("cozy", "cozy\u{fff0}"),
+        read_global_design(store),
+    )
+    .context("reading global/instances and the database list")?;
+    actual.global_missing = global;
+
+    let mut dbs_by_prefix: HashMap<String, Vec<String>> = HashMap::new();
+    for name in dbs {
+        if let Some((p, _)) = name.split_once('/') {
+            dbs_by_prefix.entry(p.to_string()).or_default().push(name);
+        }
+    }
+
+    let mut by_domain: BTreeMap<String, Vec<ActualInstance>> = BTreeMap::new();
+    for doc in docs {
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
+        actual.revs.insert(id.clone(), rev.clone());
+        let Some(domain) = doc.get("domain").and_then(Value::as_str).filter(|d| !d.is_empty()) else {
+            actual.findings.push(Finding { domain: None, doc_id: Some(id), message: "instance doc without a domain; left alone".into() });
+            continue;
+        };
+        let domain = domain.to_string();
+        let mut problems = Vec::new();
+        let db_prefix = match doc.get("prefix") {
+            None | Some(Value::Null) => domain.clone(),
+            Some(Value::String(p)) if !p.is_empty() => p.clone(),
+            Some(other) => {
+                problems.push(format!("prefix has the wrong type ({other})"));
+                domain.clone()
+            }
+        };
+        if let Err(e) = layout::read_disk_quota(&doc) {
+            problems.push(e);
+        }
+        if doc.get("locale").is_some_and(|l| !l.is_string()) {
+            problems.push("locale is not a string".into());
+        }
+        for p in problems {
+            actual.findings.push(Finding { domain: Some(domain.clone()), doc_id: Some(id.clone()), message: p });
+        }
+        let esc = layout::escaped_db_prefix(&db_prefix);
+        let databases = match dbs_by_prefix.get(&esc) {
+            Some(v) => v.clone(),
+            None if !esc.starts_with("cozy") => store.all_dbs(&format!("{esc}/"), &format!("{esc}0")).await?,
+            None => Vec::new(),
+        };
+        let doctypes = layout::INSTANCE_DOCTYPES
+            .iter()
+            .filter(|dt| databases.contains(&layout::db_name(&db_prefix, dt)))
+            .map(|dt| dt.to_string())
+            .collect();
+        let fs = fsops::probe(fs_root, &domain);
+        by_domain.entry(domain.clone()).or_default().push(ActualInstance {
+            id,
+            rev,
+            domain,
+            db_prefix,
+            doc: redact(&doc),
+            doctypes,
+            databases,
+            fs,
+            settings: Observed::NotRead,
+            deep: None,
+        });
+    }
+    for (domain, mut list) in by_domain {
+        if list.len() > 1 {
+            let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
+            actual.findings.push(Finding {
+                domain: Some(domain.clone()),
+                doc_id: None,
+                message: format!("{} instance docs claim this domain ({}); cozyform will not act on it until one is removed", ids.len(), ids.join(", ")),
+            });
+            actual.ambiguous.insert(domain);
+            continue;
+        }
+        actual.instances.push(list.pop().expect("one"));
+    }
+
+    // Per-instance reads, concurrently and bounded.
+    let deep = opts.deep;
+    let wanted: Vec<usize> = actual
+        .instances
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| deep || opts.settings_for.contains(&i.domain))
+        .map(|(n, _)| n)
+        .collect();
+    let results: Vec<(usize, StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)>)> =
+        futures::stream::iter(wanted.into_iter().map(|n| {
+            let inst = &actual.instances[n];
+            let store = store.clone();
+            async move { (n, read_instance_extras(&store, inst, deep).await) }
+        }))
+        .buffer_unordered(opts.parallelism.max(1))
+        .collect()
+        .await;
+    for (n, r) in results {
+        let (settings, deep_state) = r.with_context(|| format!("reading the databases of {}", actual.instances[n].domain))?;
+        actual.instances[n].settings = settings;
+        actual.instances[n].deep = deep_state;
+    }
+    Ok(actual)
+}
+
+async fn read_instance_extras(
+    store: &Store,
+    inst: &ActualInstance,
+    deep: bool,
+) -> StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)> {
+    let settings_db = layout::db_name(&inst.db_prefix, layout::SETTINGS);
+    let settings = if inst.doctypes.contains(layout::SETTINGS) {
+        match store.get_doc(&settings_db, layout::SETTINGS_DOC_ID).await? {
+            Some(d) => Observed::Present(redact(&d)),
+            None => Observed::Missing,
+        }
+    } else {
+        Observed::Missing
+    };
+    if !deep {
+        return Ok((settings, None));
+    }
+    let mut state = DeepState::default();
+    let files_db = layout::db_name(&inst.db_prefix, layout::FILES);
+    let dirs = store.get_docs(&files_db, &[layout::ROOT_DIR_ID.to_string(), layout::TRASH_DIR_ID.to_string()]).await?;
+    state.root_dir = dirs[0].is_some();
+    state.trash_dir = dirs[1].is_some();
+    let doctypes: BTreeSet<&str> = layout::instance_indexes().map(|i| i.doctype).chain(layout::instance_views().map(|v| v.doctype)).collect();
+    for dt in doctypes {
+        let db = layout::db_name(&inst.db_prefix, dt);
+        let (bad_idx, bad_views) = check_design(store, &db, dt).await?;
+        state.bad_indexes.extend(bad_idx.into_iter().map(|d| (dt.to_string(), d)));
+        state.bad_views.extend(bad_views.into_iter().map(|v| (dt.to_string(), v)));
+    }
+    Ok((settings, Some(state)))
+}
+
+/// Indexes and views of one doctype that are missing or differ from the layout in `db`.
+pub async fn check_design(store: &Store, db: &str, doctype: &str) -> StoreResult<(Vec<String>, Vec<String>)> {
+    let want_idx: Vec<&layout::IndexDef> = layout::INDEXES.iter().filter(|i| i.doctype == doctype).collect();
+    let want_views: Vec<&layout::ViewDef> = layout::VIEWS.iter().filter(|v| v.doctype == doctype).collect();
+    let mut bad_idx = Vec::new();
+    if !want_idx.is_empty() {
+        let have = store.list_indexes(db).await?;
+        for w in &want_idx {
+            if !have.iter().any(|h| index_matches(h, w)) {
+                bad_idx.push(w.ddoc.to_string());
+            }
+        }
+    }
+    let mut bad_views = Vec::new();
+    if !want_views.is_empty() {
+        let ids: Vec<String> = want_views.iter().map(|v| format!("_design/{}", v.name)).collect();
+        let docs = store.get_docs(db, &ids).await?;
+        for (v, d) in want_views.iter().zip(docs) {
+            if !d.as_ref().is_some_and(|d| v.matches(d)) {
+                bad_views.push(v.name.to_string());
+            }
+        }
+    }
+    Ok((bad_idx, bad_views))
+}
+
+/// Whether an entry of `GET /db/_index` is the index the layout defines.
+pub fn index_matches(have: &Value, want: &layout::IndexDef) -> bool {
+    let ddoc = have.get("ddoc").and_then(Value::as_str).unwrap_or("");
+    if ddoc != format!("_design/{}", want.ddoc) {
+        return false;
+    }
+    let fields: Vec<String> = have
+        .pointer("/def/fields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| match f {
+                    Value::Object(o) => o.keys().next().cloned(),
+                    Value::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let pfs = have.pointer("/def/partial_filter_selector").cloned().filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+    fields == want.fields && pfs == want.partial_filter()
+}
+
+async fn read_global_design(store: &Store) -> StoreResult<Vec<String>> {
+    let (bad_idx, bad_views) = check_design(store, layout::GLOBAL_INSTANCES_DB, layout::INSTANCES_DOCTYPE).await?;
+    Ok(bad_views.into_iter().chain(bad_idx).collect())
+}

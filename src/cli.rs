@@ -1,0 +1,88 @@
+//! Command-line interface: the clap definitions. Dispatch lives in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Declarative plan/apply for cozy-stack instances: declare instances in TOML, see what differs
+/// from CouchDB and the disk, and apply exactly what cozy-stack itself would write.
+#[derive(Debug, Parser)]
+#[command(name = "cozyform", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(short = 'c', long = "config", global = true, env = "COZYFORM_CONFIG", default_value = "instances.toml")]
+    pub config: PathBuf,
+
+    /// When to use colors: auto (a terminal without NO_COLOR), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Print only errors and the data asked for.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More output: -v logs every HTTP request (method, URL without credentials, status, time).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+pub const EXIT_CODES: &str = "Exit codes:\n  0  success; for `plan --detailed-exitcode`, no changes\n  1  error (bad configuration, unreachable store, a failed apply, a refused plan)\n  2  `plan --detailed-exitcode` only: the plan has changes";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would create, change or destroy.
+    Plan(PlanArgs),
+    /// Make reality match the configuration.
+    Apply(ApplyArgs),
+    /// Check the configuration file without touching CouchDB or the disk.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// Also verify every index, view, directory doc and settings doc of every instance (by default,
+    /// cozyform trusts `indexes_version` as cozy-stack does).
+    #[arg(long)]
+    pub deep: bool,
+
+    /// How many instances are read or applied at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Exit 0 when there are no changes, 1 on error, 2 when there are changes.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Apply without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Print the findings as JSON: a list of {file, line, column, severity, message, hint}.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,256 @@
+//! Command dispatch: wires the pipeline stages together for each subcommand and maps results to
+//! exit codes. Output: data on stdout, messages for people on stderr.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::actual::{self, Actual, ReadOptions};
+use crate::apply::{self, ApplyOptions, ApplyReport};
+use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, PlanArgs, ReadArgs, ValidateArgs};
+use crate::config::{self, Loaded};
+use crate::desired::{Desired, StoreTarget};
+use crate::plan::{self, Action, Plan};
+use crate::render::{self, Style};
+use crate::store::couch::CouchStore;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::Store;
+
+/// An error with a hint for the user, rendered as `error:` / `hint:`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UserError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+pub fn user_error(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UserError { message: message.into(), hint: Some(hint.into()) })
+}
+
+/// Request timeout for CouchDB, in seconds.
+pub const REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// The process exit code of a command.
+pub type Exit = u8;
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<Exit> {
+    let color = use_color(cli.color);
+    match &cli.command {
+        Command::Validate(args) => validate(&cli, args),
+        Command::Plan(args) => plan_cmd(&cli, args, color).await,
+        Command::Apply(args) => apply_cmd(&cli, args, color).await,
+    }
+}
+
+fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
+    }
+}
+
+/// Loads the config, printing warnings; errors are printed and turned into exit 1.
+fn load_config(cli: &Cli) -> Result<Loaded, Exit> {
+    match config::load(&cli.config) {
+        Ok(l) => {
+            if !cli.quiet {
+                for w in &l.warnings {
+                    eprintln!("{w}");
+                }
+            }
+            Ok(l)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Err(1)
+        }
+    }
+}
+
+fn validate(cli: &Cli, args: &ValidateArgs) -> Result<Exit> {
+    let (diags, ok) = match config::load(&cli.config) {
+        Ok(l) => (l.warnings, true),
+        Err(e) => (e.diagnostics, false),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&diags)?);
+    } else {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        if ok && !cli.quiet {
+            eprintln!("The configuration {} is valid.", cli.config.display());
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// Opens the store the config names. `None` for an embedded store that does not exist yet when
+/// `create` is false: a plan on a fresh machine writes nothing.
+pub async fn open_store(desired: &Desired, create: bool, verbose: bool) -> Result<Option<Store>> {
+    match &desired.store {
+        StoreTarget::Couch { url, user, password } => {
+            let s = CouchStore::new(url, user.as_deref(), password.as_deref(), REQUEST_TIMEOUT_SECS)?.with_verbose(verbose);
+            let store = Store::Couch(Arc::new(s));
+            store.ping().await.map_err(|e| {
+                user_error(
+                    format!("cannot reach CouchDB: {e}"),
+                    "check [couchdb] url, and COUCHDB_USER / COUCHDB_PASSWORD; is the server running?",
+                )
+            })?;
+            Ok(Some(store))
+        }
+        StoreTarget::Embedded { path } => {
+            if !create && !path.exists() {
+                return Ok(None);
+            }
+            let s = EmbeddedStore::open(path).with_context(|| format!("opening the embedded store {}", path.display()))?;
+            Ok(Some(Store::Embedded(Arc::new(s))))
+        }
+    }
+}
+
+fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
+    let settings_for: BTreeSet<String> =
+        desired.instances.values().filter(|i| !i.settings.is_empty()).map(|i| i.domain.clone()).collect();
+    ReadOptions { deep: args.deep, parallelism: args.parallelism as usize, settings_for }
+}
+
+/// Reads the actual state and plans.
+async fn compute(desired: &Desired, store: Option<&Store>, args: &ReadArgs) -> Result<(Actual, Plan)> {
+    let actual = match store {
+        Some(s) => actual::read_actual(s, &desired.fs_root, &read_options(desired, args)).await?,
+        None => Actual::default(),
+    };
+    let p = plan::plan(desired, &actual);
+    Ok((actual, p))
+}
+
+fn refuse_plan_errors(p: &Plan) -> Result<()> {
+    if p.errors.is_empty() {
+        return Ok(());
+    }
+    let mut msg = String::from("the plan cannot be applied:");
+    for e in &p.errors {
+        msg.push_str("\n  - ");
+        msg.push_str(e);
+    }
+    Err(user_error(msg, "fix the configuration, then run plan again"))
+}
+
+async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
+    let loaded = match load_config(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let store = open_store(&loaded.desired, false, cli.verbose > 0).await?;
+    let (_actual, p) = compute(&loaded.desired, store.as_ref(), &args.read).await?;
+    print!("{}", render::render_plan(&p, Style::new(color)));
+    std::io::stdout().flush()?;
+    refuse_plan_errors(&p)?;
+    Ok(if args.detailed_exitcode && p.has_changes() { 2 } else { 0 })
+}
+
+fn confirm(p: &Plan) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(user_error(
+            "apply needs a confirmation, and standard input is not a terminal",
+            "review the plan, then run apply --auto-approve",
+        ));
+    }
+    let s = p.summary();
+    eprint!(
+        "\nDo you want to perform these actions? ({} to add, {} to change, {} to destroy)\n  Only 'yes' will be accepted: ",
+        s.add, s.change, s.destroy
+    );
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
+    let loaded = match load_config(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let desired = &loaded.desired;
+    let store = open_store(desired, true, cli.verbose > 0).await?.expect("created");
+    let (_actual, p) = compute(desired, Some(&store), &args.read).await?;
+    let st = Style::new(color);
+    let rendered = render::render_plan(&p, st);
+    refuse_plan_errors(&p).inspect_err(|_| print!("{rendered}"))?;
+    if !p.has_changes() {
+        print!("{rendered}");
+        println!("\nApply complete! Instances: 0 added, 0 changed, 0 destroyed.");
+        return Ok(0);
+    }
+    print!("{rendered}");
+    std::io::stdout().flush()?;
+    if !args.auto_approve && !confirm(&p)? {
+        eprintln!("Apply cancelled.");
+        return Ok(1);
+    }
+    let opts = ApplyOptions { parallelism: args.read.parallelism as usize, fs_root: desired.fs_root.clone() };
+    let report = apply::apply(&store, desired, &p, &opts).await;
+    print_report(&report, st);
+    Ok(if report.failed() > 0 { 1 } else { 0 })
+}
+
+fn print_report(report: &ApplyReport, st: Style) {
+    println!();
+    if let Some(e) = &report.global_error {
+        println!("{}Error{}: global/instances: {e}", st.red, st.reset);
+    }
+    for o in &report.outcomes {
+        match (&o.error, &o.registration_link) {
+            (Some(e), _) => println!("{}Error{}: {}: {e}", st.red, st.reset, o.domain),
+            (None, Some(link)) => println!("{}: created. Registration link (shown only once): {link}", o.domain),
+            (None, None) => {
+                let what = match o.action {
+                    Action::Update => "updated",
+                    Action::Repair => "repaired",
+                    Action::Destroy => "destroyed",
+                    _ => "done",
+                };
+                println!("{}: {what}.", o.domain)
+            }
+        }
+    }
+    let added = report.count(Action::Create);
+    let changed = report.count(Action::Update) + report.count(Action::Repair);
+    let destroyed = report.count(Action::Destroy);
+    if report.failed() == 0 {
+        println!("\n{}Apply complete!{} Instances: {added} added, {changed} changed, {destroyed} destroyed.", st.bold, st.reset);
+    } else {
+        println!(
+            "\n{}Apply failed{} for {} instance(s). Done: {added} added, {changed} changed, {destroyed} destroyed. Run plan to see what remains.",
+            st.red,
+            st.reset,
+            report.failed()
+        );
+    }
+}
+
+/// Renders an error for people: `error: …`, then each cause as `caused by: …`, then `hint: …`.
+pub fn render_error(e: &anyhow::Error) -> String {
+    let mut out = format!("error: {e}\n");
+    let mut hint = None;
+    for (n, cause) in e.chain().enumerate() {
+        if let Some(u) = cause.downcast_ref::<UserError>() {
+            hint = hint.or(u.hint.clone());
+        }
+        if n > 0 {
+            out.push_str(&format!("caused by: {cause}\n"));
+        }
+    }
+    if let Some(h) = hint {
+        out.push_str(&format!("hint: {h}\n"));
+    }
+    out
+}

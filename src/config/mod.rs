@@ -1,0 +1,214 @@
+//! Config stage: reads `instances.toml`, validates it without any I/O beyond reading the file, and
+//! produces the [`Desired`](crate::desired::Desired) state. Every error carries file, line and column.
+//!
+//! The types below document the file format and generate `schemas/instances.schema.json`
+//! (schemars). The parser in [`parse`] walks the TOML document itself so that it can keep positions,
+//! collect every error in one run and suggest the key the user meant.
+
+pub mod diagnostics;
+pub mod parse;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use diagnostics::{ConfigError, Diagnostic, Severity};
+pub use parse::{Loaded, load, load_str};
+
+/// The configuration file of cozyform (`instances.toml`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "cozyform instances file")]
+pub struct ConfigFile {
+    /// When true, instances present in CouchDB but absent from this file are destroyed.
+    #[serde(default)]
+    pub prune: Option<bool>,
+    /// The CouchDB server. Omit this table to use the embedded store next to the config file.
+    #[serde(default)]
+    pub couchdb: Option<CouchdbConfig>,
+    /// Where instance folders live on disk.
+    #[serde(default)]
+    pub storage: Option<StorageConfig>,
+    /// Values applied to every instance that does not set the key.
+    #[serde(default)]
+    pub defaults: Option<InstanceDefaults>,
+    /// The instances, keyed by domain.
+    #[serde(default)]
+    pub instances: BTreeMap<String, InstanceConfig>,
+}
+
+/// `[couchdb]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouchdbConfig {
+    /// URL of the CouchDB server, e.g. `http://127.0.0.1:5984/`. Credentials come from
+    /// `COUCHDB_USER` / `COUCHDB_PASSWORD`, or `user:pass@` in the URL.
+    pub url: String,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Root of the instance folders (`<fs_root>/<domain>/`). Relative paths are relative to the
+    /// config file. Default: `.cozyform/storage` next to the config file.
+    pub fs_root: Option<String>,
+}
+
+/// A disk quota: a humanized size (`"5GB"` = 5e9 bytes, `"5GiB"` = 5·2³⁰) or a number of bytes.
+/// `0` means unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DiskQuota {
+    Human(String),
+    Bytes(u64),
+}
+
+/// `[defaults]`: every key an instance can set, except those that identify one instance.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceDefaults {
+    /// Locale of the instance (`en`, `fr`, …). cozy-stack translates only `en` and `fr`.
+    pub locale: Option<String>,
+    /// Email of the owner (settings doc `email`, and the "myself" contact).
+    pub email: Option<String>,
+    /// Public name of the owner (settings doc `public_name`).
+    pub public_name: Option<String>,
+    /// Phone number (settings doc `phone`).
+    pub phone: Option<String>,
+    /// Time zone (settings doc `tz`), e.g. `Europe/Paris`.
+    pub tz: Option<String>,
+    /// Context name (instance `context`).
+    pub context: Option<String>,
+    pub disk_quota: Option<DiskQuota>,
+    /// Extra keys of the settings doc; string values. Merged with the instance's own `settings`.
+    pub settings: Option<BTreeMap<String, String>>,
+    /// Whether the instance is blocked.
+    pub blocked: Option<bool>,
+    /// Reason code: LOGIN_FAILED, PAYMENT_FAILED, IMPORTING, MOVING, UNKNOWN, or a custom string.
+    pub blocking_reason: Option<String>,
+    /// Any plan that would destroy the instance fails.
+    pub prevent_destroy: Option<bool>,
+}
+
+/// Whether an instance must exist.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StateConfig {
+    Present,
+    Absent,
+}
+
+/// `[instances."<domain>"]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// `present` (default) or `absent`: destroy the instance if it exists.
+    pub state: Option<StateConfig>,
+    pub locale: Option<String>,
+    pub email: Option<String>,
+    pub public_name: Option<String>,
+    pub phone: Option<String>,
+    pub tz: Option<String>,
+    pub context: Option<String>,
+    pub disk_quota: Option<DiskQuota>,
+    /// Extra domains of the instance; unique across every instance.
+    pub domain_aliases: Option<Vec<String>>,
+    /// cloudery/manager id (instance `uuid`).
+    pub uuid: Option<String>,
+    pub settings: Option<BTreeMap<String, String>>,
+    pub blocked: Option<bool>,
+    pub blocking_reason: Option<String>,
+    pub prevent_destroy: Option<bool>,
+}
+
+/// Keys of the top-level table, in canonical order.
+pub const TOP_KEYS: &[&str] = &["prune", "couchdb", "storage", "defaults", "instances"];
+pub const COUCHDB_KEYS: &[&str] = &["url"];
+pub const STORAGE_KEYS: &[&str] = &["fs_root"];
+/// Keys of an instance table, in canonical order.
+pub const INSTANCE_KEYS: &[&str] = &[
+    "state",
+    "locale",
+    "email",
+    "public_name",
+    "phone",
+    "tz",
+    "context",
+    "disk_quota",
+    "domain_aliases",
+    "uuid",
+    "settings",
+    "blocked",
+    "blocking_reason",
+    "prevent_destroy",
+];
+/// Keys of `[defaults]`.
+pub const DEFAULT_KEYS: &[&str] = &[
+    "locale",
+    "email",
+    "public_name",
+    "phone",
+    "tz",
+    "context",
+    "disk_quota",
+    "settings",
+    "blocked",
+    "blocking_reason",
+    "prevent_destroy",
+];
+/// Instance keys stored in the settings doc rather than the instance doc.
+pub const SETTINGS_DOC_KEYS: &[&str] = &["email", "public_name", "phone", "tz"];
+/// Keys cozy-stack moves out of the settings doc onto the instance: never valid under `settings`.
+pub const SETTINGS_RESERVED: &[&str] = &[
+    "_id",
+    "_rev",
+    "context",
+    "locale",
+    "uuid",
+    "oidc_id",
+    "tos",
+    "tos_latest",
+    "auth_mode",
+    "auto_update",
+    "onboarding_finished",
+    "sponsorships",
+    "feature_sets",
+];
+
+/// The JSON Schema of the config file.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ConfigFile)).expect("schema serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(schema: &serde_json::Value, def: Option<&str>) -> Vec<String> {
+        let node = match def {
+            None => schema,
+            Some(d) => &schema["$defs"][d],
+        };
+        let mut keys: Vec<String> = node["properties"].as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(keys: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = keys.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn parser_key_lists_match_the_schema_types() {
+        let schema = json_schema();
+        assert_eq!(props(&schema, None), sorted(TOP_KEYS));
+        assert_eq!(props(&schema, Some("InstanceConfig")), sorted(INSTANCE_KEYS));
+        assert_eq!(props(&schema, Some("InstanceDefaults")), sorted(DEFAULT_KEYS));
+        assert_eq!(props(&schema, Some("CouchdbConfig")), sorted(COUCHDB_KEYS));
+        assert_eq!(props(&schema, Some("StorageConfig")), sorted(STORAGE_KEYS));
+    }
+}

@@ -1,0 +1,462 @@
+//! Plan stage: a pure function from (desired, actual) to the plan. No I/O, no clock, no randomness;
+//! instances are processed in domain order so the same inputs always give the same plan.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::actual::{Actual, ActualInstance, Finding, Observed};
+use crate::desired::{Desired, DesiredInstance, InstanceState};
+use crate::layout;
+
+/// What happens to one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Repair,
+    Destroy,
+    Unmanaged,
+    NoOp,
+}
+
+/// Which document a field change is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocKind {
+    /// The instance doc in `global/instances`.
+    Instance,
+    /// `io.cozy.settings.instance`.
+    Settings,
+}
+
+/// One field-level change. `None` means absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub doc: DocKind,
+    pub key: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Something missing that a repair creates.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Repair {
+    /// A database of the instance (its indexes and views are defined with it).
+    Database { doctype: String },
+    /// The settings doc.
+    SettingsDoc,
+    /// The "myself" contact (with a re-created contacts database).
+    MyselfContact,
+    /// The root directory doc.
+    RootDir,
+    /// The trash directory doc.
+    TrashDir,
+    /// A mango index that is missing or differs (`--deep`).
+    Index { doctype: String, ddoc: String },
+    /// A view that is missing or differs (`--deep`).
+    View { doctype: String, name: String },
+    /// `<fs_root>/<domain>` (and `.cozy_trash`).
+    Folder,
+    /// `<fs_root>/<domain>/.cozy_trash`.
+    TrashFolder,
+}
+
+/// Everything needed to create an instance, apart from ids, secrets and the time (the executor's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSpec {
+    pub domain: String,
+    pub prefix: String,
+    pub locale: String,
+    pub context: Option<String>,
+    pub uuid: Option<String>,
+    pub disk_quota: u64,
+    pub domain_aliases: Vec<String>,
+    pub blocked: bool,
+    pub blocking_reason: Option<String>,
+    /// Settings doc entries (email, public_name, phone, tz and extras).
+    pub settings: BTreeMap<String, String>,
+}
+
+/// The existing instance a plan entry acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Existing {
+    pub id: String,
+    pub rev: String,
+    pub db_prefix: String,
+}
+
+/// The plan for one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstancePlan {
+    pub domain: String,
+    pub action: Action,
+    /// Why, for destroys and unmanaged instances.
+    pub reason: Option<String>,
+    pub changes: Vec<Change>,
+    pub repairs: Vec<Repair>,
+    pub create: Option<CreateSpec>,
+    pub existing: Option<Existing>,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    pub unmanaged: usize,
+    pub no_op: usize,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Every declared or existing instance, by domain.
+    pub instances: Vec<InstancePlan>,
+    /// Design docs of `global/instances` to (re)define.
+    pub global: Vec<String>,
+    /// Whether `global/instances` must be created.
+    pub create_global_db: bool,
+    pub findings: Vec<Finding>,
+    /// Reasons this plan must not be applied (e.g. `prevent_destroy`).
+    pub errors: Vec<String>,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for i in &self.instances {
+            match i.action {
+                Action::Create => s.add += 1,
+                Action::Update | Action::Repair => s.change += 1,
+                Action::Destroy => s.destroy += 1,
+                Action::Unmanaged => s.unmanaged += 1,
+                Action::NoOp => s.no_op += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether applying would change anything.
+    pub fn has_changes(&self) -> bool {
+        let s = self.summary();
+        s.add + s.change + s.destroy > 0 || !self.global.is_empty() || self.create_global_db
+    }
+}
+
+fn s(v: &str) -> Value {
+    Value::String(v.to_string())
+}
+
+/// Computes the plan.
+pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
+    let mut out = Plan { findings: actual.findings.clone(), ..Default::default() };
+    let existing = actual.by_domain();
+
+    // Domain or alias -> the existing instance holding it.
+    let mut holders: HashMap<String, &ActualInstance> = HashMap::new();
+    for inst in &actual.instances {
+        holders.insert(inst.domain.clone(), inst);
+        for a in inst.aliases() {
+            holders.insert(a, inst);
+        }
+    }
+    // Whether an existing instance still holds `name` once the plan is applied.
+    let still_holds = |inst: &ActualInstance, name: &str| -> bool {
+        match desired.instances.get(&inst.domain) {
+            None => !desired.prune,
+            Some(d) if d.state == InstanceState::Absent => false,
+            Some(d) => inst.domain == name || d.domain_aliases.as_ref().map(|a| a.iter().any(|x| x == name)).unwrap_or(true),
+        }
+    };
+
+    let mut domains: Vec<&str> = desired.instances.keys().map(String::as_str).collect();
+    for inst in &actual.instances {
+        if !desired.instances.contains_key(&inst.domain) {
+            domains.push(&inst.domain);
+        }
+    }
+    domains.sort_unstable();
+    domains.dedup();
+
+    for domain in domains {
+        if actual.ambiguous.contains(domain) {
+            continue;
+        }
+        let want = desired.instances.get(domain);
+        let have = existing.get(domain).copied();
+        let entry = match (want, have) {
+            (Some(w), None) if w.state == InstanceState::Present => {
+                for name in std::iter::once(&w.domain).chain(w.domain_aliases.iter().flatten()) {
+                    if let Some(h) = holders.get(name.as_str())
+                        && still_holds(h, name)
+                    {
+                        out.errors.push(format!(
+                            "{domain}: {name:?} is already used by the existing instance {:?}; an instance's domain and aliases must be unique",
+                            h.domain
+                        ));
+                    }
+                }
+                plan_create(w)
+            }
+            (Some(_), None) => continue,
+            (Some(w), Some(h)) if w.state == InstanceState::Absent => {
+                if w.prevent_destroy {
+                    out.errors.push(format!(
+                        "{domain}: the plan would destroy it, but prevent_destroy = true; remove prevent_destroy to allow the destruction, or remove state = \"absent\""
+                    ));
+                }
+                destroy(h, "state = \"absent\" in the configuration")
+            }
+            (Some(w), Some(h)) => {
+                for name in w.domain_aliases.iter().flatten() {
+                    if let Some(other) = holders.get(name.as_str())
+                        && other.domain != h.domain
+                        && still_holds(other, name)
+                    {
+                        out.errors.push(format!("{domain}: alias {name:?} is already used by the existing instance {:?}", other.domain));
+                    }
+                }
+                plan_existing(w, h)
+            }
+            (None, Some(h)) => {
+                if desired.prune {
+                    destroy(h, "not in the configuration, and prune = true")
+                } else {
+                    let reason = if h.deleting() {
+                        "not in the configuration; flagged `deleting` by a deletion that failed: declare it with state = \"absent\" (or set prune = true) to finish it"
+                    } else {
+                        "not in the configuration; left alone (set prune = true to destroy it)"
+                    };
+                    InstancePlan {
+                        domain: h.domain.clone(),
+                        action: Action::Unmanaged,
+                        reason: Some(reason.into()),
+                        changes: vec![],
+                        repairs: vec![],
+                        create: None,
+                        existing: Some(existing_of(h)),
+                    }
+                }
+            }
+            (None, None) => continue,
+        };
+        out.instances.push(entry);
+    }
+
+    let creates = out.instances.iter().any(|i| i.action == Action::Create);
+    if actual.global_db {
+        out.global = actual.global_missing.clone();
+    } else if creates {
+        out.create_global_db = true;
+        out.global = layout::global_views().map(|v| v.name.to_string()).chain(layout::global_indexes().map(|i| i.ddoc.to_string())).collect();
+    }
+    out
+}
+
+fn existing_of(h: &ActualInstance) -> Existing {
+    Existing { id: h.id.clone(), rev: h.rev.clone(), db_prefix: h.db_prefix.clone() }
+}
+
+fn destroy(h: &ActualInstance, why: &str) -> InstancePlan {
+    let reason = if h.deleting() { format!("{why}; finishing a deletion that failed") } else { why.to_string() };
+    InstancePlan {
+        domain: h.domain.clone(),
+        action: Action::Destroy,
+        reason: Some(reason),
+        changes: vec![],
+        repairs: vec![],
+        create: None,
+        existing: Some(existing_of(h)),
+    }
+}
+
+/// The create spec of a declared instance, with cozy-stack's defaults.
+pub fn create_spec(w: &DesiredInstance) -> CreateSpec {
+    let blocked = w.blocked.unwrap_or(false);
+    CreateSpec {
+        domain: w.domain.clone(),
+        prefix: layout::instance_prefix(&w.domain),
+        locale: w.locale.clone().unwrap_or_else(|| layout::DEFAULT_LOCALE.to_string()),
+        context: w.context.clone(),
+        uuid: w.uuid.clone(),
+        disk_quota: w.disk_quota.unwrap_or(0),
+        domain_aliases: w.domain_aliases.clone().unwrap_or_default(),
+        blocked,
+        blocking_reason: if blocked { w.blocking_reason.clone() } else { None },
+        settings: w.settings.clone(),
+    }
+}
+
+fn plan_create(w: &DesiredInstance) -> InstancePlan {
+    let spec = create_spec(w);
+    let mut changes = Vec::new();
+    let mut add = |doc, key: &str, v: Value| changes.push(Change { doc, key: key.into(), before: None, after: Some(v) });
+    add(DocKind::Instance, "locale", s(&spec.locale));
+    if !spec.domain_aliases.is_empty() {
+        add(DocKind::Instance, "domain_aliases", json!(spec.domain_aliases));
+    }
+    if let Some(c) = &spec.context {
+        add(DocKind::Instance, "context", s(c));
+    }
+    if let Some(u) = &spec.uuid {
+        add(DocKind::Instance, "uuid", s(u));
+    }
+    if spec.blocked {
+        add(DocKind::Instance, "blocked", json!(true));
+        if let Some(r) = &spec.blocking_reason {
+            add(DocKind::Instance, "blocking_reason", s(r));
+        }
+    }
+    if spec.disk_quota > 0 {
+        add(DocKind::Instance, "disk_quota", s(&spec.disk_quota.to_string()));
+    }
+    for (k, v) in &spec.settings {
+        add(DocKind::Settings, k, s(v));
+    }
+    InstancePlan {
+        domain: w.domain.clone(),
+        action: Action::Create,
+        reason: None,
+        changes,
+        repairs: vec![],
+        create: Some(spec),
+        existing: None,
+    }
+}
+
+/// The desired value of each managed instance-doc key that the configuration sets (`None` = absent).
+fn desired_instance_fields(w: &DesiredInstance) -> Vec<(&'static str, Option<Value>)> {
+    let mut f = Vec::new();
+    if let Some(a) = &w.domain_aliases {
+        f.push(("domain_aliases", (!a.is_empty()).then(|| json!(a))));
+    }
+    if let Some(l) = &w.locale {
+        f.push(("locale", Some(s(l))));
+    }
+    if let Some(u) = &w.uuid {
+        f.push(("uuid", Some(s(u))));
+    }
+    if let Some(c) = &w.context {
+        f.push(("context", Some(s(c))));
+    }
+    match w.blocked {
+        Some(true) => {
+            f.push(("blocked", Some(json!(true))));
+            if let Some(r) = &w.blocking_reason {
+                f.push(("blocking_reason", Some(s(r))));
+            }
+        }
+        Some(false) => {
+            f.push(("blocked", None));
+            f.push(("blocking_reason", None));
+        }
+        None => {}
+    }
+    if let Some(q) = w.disk_quota {
+        f.push(("disk_quota", (q > 0).then(|| s(&q.to_string()))));
+    }
+    f
+}
+
+/// Normalizes "empty" values the stack omits (`omitempty`) so they compare as absent.
+fn present(v: Option<&Value>) -> Option<Value> {
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::Array(a)) if a.is_empty() => None,
+        Some(v) => Some(v.clone()),
+    }
+}
+
+fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
+    let mut changes = Vec::new();
+    for (key, after) in desired_instance_fields(w) {
+        let before = present(h.doc.get(key));
+        if before != after {
+            changes.push(Change { doc: DocKind::Instance, key: key.into(), before, after });
+        }
+    }
+    if h.deleting() {
+        changes.push(Change { doc: DocKind::Instance, key: "deleting".into(), before: Some(json!(true)), after: None });
+    }
+    changes.sort_by_key(|c| layout::INSTANCE_FIELD_ORDER.iter().position(|k| *k == c.key).unwrap_or(usize::MAX));
+
+    let mut repairs = Vec::new();
+    let missing_db = |dt: &str| !h.doctypes.contains(dt);
+    for dt in layout::INSTANCE_DOCTYPES {
+        if missing_db(dt) {
+            repairs.push(Repair::Database { doctype: dt.to_string() });
+        }
+    }
+    if missing_db(layout::FILES) {
+        repairs.push(Repair::RootDir);
+        repairs.push(Repair::TrashDir);
+    }
+    if missing_db(layout::CONTACTS) {
+        repairs.push(Repair::MyselfContact);
+    }
+    if !h.fs.symlink {
+        if !h.fs.root {
+            repairs.push(Repair::Folder);
+        } else if !h.fs.trash {
+            repairs.push(Repair::TrashFolder);
+        }
+    }
+    match &h.settings {
+        Observed::Missing => {
+            repairs.push(Repair::SettingsDoc);
+            for (k, v) in &w.settings {
+                changes.push(Change { doc: DocKind::Settings, key: k.clone(), before: None, after: Some(s(v)) });
+            }
+        }
+        Observed::Present(doc) => {
+            for (k, v) in &w.settings {
+                let before = doc.get(k).cloned();
+                let after = Some(s(v));
+                if before != after {
+                    changes.push(Change { doc: DocKind::Settings, key: k.clone(), before, after });
+                }
+            }
+        }
+        Observed::NotRead => {}
+    }
+    if let Some(d) = &h.deep {
+        if !d.root_dir && !repairs.contains(&Repair::RootDir) {
+            repairs.push(Repair::RootDir);
+        }
+        if !d.trash_dir && !repairs.contains(&Repair::TrashDir) {
+            repairs.push(Repair::TrashDir);
+        }
+        for (dt, ddoc) in &d.bad_indexes {
+            if h.doctypes.contains(dt) {
+                repairs.push(Repair::Index { doctype: dt.clone(), ddoc: ddoc.clone() });
+            }
+        }
+        for (dt, name) in &d.bad_views {
+            if h.doctypes.contains(dt) {
+                repairs.push(Repair::View { doctype: dt.clone(), name: name.clone() });
+            }
+        }
+    }
+    let action = if !changes.is_empty() {
+        Action::Update
+    } else if !repairs.is_empty() {
+        Action::Repair
+    } else {
+        Action::NoOp
+    };
+    InstancePlan {
+        domain: h.domain.clone(),
+        action,
+        reason: h.fs.symlink.then(|| format!("{} is a symbolic link; cozyform does not act through it", h.domain)),
+        changes,
+        repairs,
+        create: None,
+        existing: Some(existing_of(h)),
+    }
+}
