@@ -782,7 +782,7 @@ mod tests {
             "docs go with their database"
         );
         assert_eq!(s.all_dbs("a", "z").await.unwrap().len(), 5);
-        assert_eq!(s.counter().get(), 21);
+        assert_eq!(s.counter().get(), 22);
     }
 
     #[tokio::test]
