@@ -130,10 +130,21 @@ pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store.all_docs_page(layout::GLOBAL_INSTANCES_DB, after.as_deref(), INSTANCES_PAGE).await?;
+        let page = store
+            .all_docs_page(layout::GLOBAL_INSTANCES_DB, after.as_deref(), INSTANCES_PAGE)
+            .await?;
         let n = page.len();
-        after = page.last().and_then(|d| d.get("_id")).and_then(Value::as_str).map(str::to_string);
-        out.extend(page.into_iter().filter(|d| !d.get("_id").and_then(Value::as_str).unwrap_or("").starts_with("_design/")));
+        after = page
+            .last()
+            .and_then(|d| d.get("_id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        out.extend(page.into_iter().filter(|d| {
+            !d.get("_id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .starts_with("_design/")
+        }));
         if n < INSTANCES_PAGE {
             return Ok(out);
         }
@@ -143,7 +154,13 @@ pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
 /// Reads the actual state.
 pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> anyhow::Result<Actual> {
     use anyhow::Context;
-    let mut actual = Actual { global_db: store.db_exists(layout::GLOBAL_INSTANCES_DB).await.with_context(|| format!("reading {}", store.describe()))?, ..Default::default() };
+    let mut actual = Actual {
+        global_db: store
+            .db_exists(layout::GLOBAL_INSTANCES_DB)
+            .await
+            .with_context(|| format!("reading {}", store.describe()))?,
+        ..Default::default()
+    };
     if !actual.global_db {
         return Ok(actual);
     }
@@ -168,7 +185,11 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
         let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
         actual.revs.insert(id.clone(), rev.clone());
         let Some(domain) = doc.get("domain").and_then(Value::as_str).filter(|d| !d.is_empty()) else {
-            actual.findings.push(Finding { domain: None, doc_id: Some(id), message: "instance doc without a domain; left alone".into() });
+            actual.findings.push(Finding {
+                domain: None,
+                doc_id: Some(id),
+                message: "instance doc without a domain; left alone".into(),
+            });
             continue;
         };
         let domain = domain.to_string();
@@ -188,7 +209,11 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
             problems.push("locale is not a string".into());
         }
         for p in problems {
-            actual.findings.push(Finding { domain: Some(domain.clone()), doc_id: Some(id.clone()), message: p });
+            actual.findings.push(Finding {
+                domain: Some(domain.clone()),
+                doc_id: Some(id.clone()),
+                message: p,
+            });
         }
         let esc = layout::escaped_db_prefix(&db_prefix);
         let databases = match dbs_by_prefix.get(&esc) {
@@ -221,7 +246,11 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
             actual.findings.push(Finding {
                 domain: Some(domain.clone()),
                 doc_id: None,
-                message: format!("{} instance docs claim this domain ({}); cozyform will not act on it until one is removed", ids.len(), ids.join(", ")),
+                message: format!(
+                    "{} instance docs claim this domain ({}); cozyform will not act on it until one is removed",
+                    ids.len(),
+                    ids.join(", ")
+                ),
             });
             actual.ambiguous.insert(domain);
             continue;
@@ -248,7 +277,8 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
         .collect()
         .await;
     for (n, r) in results {
-        let (settings, deep_state) = r.with_context(|| format!("reading the databases of {}", actual.instances[n].domain))?;
+        let (settings, deep_state) =
+            r.with_context(|| format!("reading the databases of {}", actual.instances[n].domain))?;
         actual.instances[n].settings = settings;
         actual.instances[n].deep = deep_state;
     }
@@ -274,15 +304,27 @@ async fn read_instance_extras(
     }
     let mut state = DeepState::default();
     let files_db = layout::db_name(&inst.db_prefix, layout::FILES);
-    let dirs = store.get_docs(&files_db, &[layout::ROOT_DIR_ID.to_string(), layout::TRASH_DIR_ID.to_string()]).await?;
+    let dirs = store
+        .get_docs(
+            &files_db,
+            &[layout::ROOT_DIR_ID.to_string(), layout::TRASH_DIR_ID.to_string()],
+        )
+        .await?;
     state.root_dir = dirs[0].is_some();
     state.trash_dir = dirs[1].is_some();
-    let doctypes: BTreeSet<&str> = layout::instance_indexes().map(|i| i.doctype).chain(layout::instance_views().map(|v| v.doctype)).collect();
+    let doctypes: BTreeSet<&str> = layout::instance_indexes()
+        .map(|i| i.doctype)
+        .chain(layout::instance_views().map(|v| v.doctype))
+        .collect();
     for dt in doctypes {
         let db = layout::db_name(&inst.db_prefix, dt);
         let (bad_idx, bad_views) = check_design(store, &db, dt).await?;
-        state.bad_indexes.extend(bad_idx.into_iter().map(|d| (dt.to_string(), d)));
-        state.bad_views.extend(bad_views.into_iter().map(|v| (dt.to_string(), v)));
+        state
+            .bad_indexes
+            .extend(bad_idx.into_iter().map(|d| (dt.to_string(), d)));
+        state
+            .bad_views
+            .extend(bad_views.into_iter().map(|v| (dt.to_string(), v)));
     }
     Ok((settings, Some(state)))
 }
@@ -332,7 +374,10 @@ pub fn index_matches(have: &Value, want: &layout::IndexDef) -> bool {
                 .collect()
         })
         .unwrap_or_default();
-    let pfs = have.pointer("/def/partial_filter_selector").cloned().filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+    let pfs = have
+        .pointer("/def/partial_filter_selector")
+        .cloned()
+        .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
     fields == want.fields && pfs == want.partial_filter()
 }
 

@@ -89,9 +89,13 @@ fn random_bytes(n: usize) -> Vec<u8> {
 /// Applies a plan. Instances are independent: one failing does not stop the others.
 pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
     let mut report = ApplyReport::default();
-    let work: Vec<&InstancePlan> =
-        plan.instances.iter().filter(|i| !matches!(i.action, Action::NoOp | Action::Unmanaged)).collect();
-    let needs_global = plan.create_global_db || !plan.global.is_empty() || work.iter().any(|i| i.action == Action::Create);
+    let work: Vec<&InstancePlan> = plan
+        .instances
+        .iter()
+        .filter(|i| !matches!(i.action, Action::NoOp | Action::Unmanaged))
+        .collect();
+    let needs_global =
+        plan.create_global_db || !plan.global.is_empty() || work.iter().any(|i| i.action == Action::Create);
     if needs_global && let Err(e) = ensure_global(store, plan).await {
         report.global_error = Some(format!("{e:#}"));
         // Without the global database nothing can be created; updates may still go on.
@@ -106,7 +110,13 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
                 apply_one(store, desired_inst, ip, opts).await
             };
             match result {
-                Ok(link) => InstanceOutcome { domain: ip.domain.clone(), action: ip.action, ok: true, error: None, registration_link: link },
+                Ok(link) => InstanceOutcome {
+                    domain: ip.domain.clone(),
+                    action: ip.action,
+                    ok: true,
+                    error: None,
+                    registration_link: link,
+                },
                 Err(e) => InstanceOutcome {
                     domain: ip.domain.clone(),
                     action: ip.action,
@@ -125,19 +135,34 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
     report
 }
 
-async fn apply_one(store: &Store, want: Option<&DesiredInstance>, ip: &InstancePlan, opts: &ApplyOptions) -> Result<Option<String>> {
+async fn apply_one(
+    store: &Store,
+    want: Option<&DesiredInstance>,
+    ip: &InstancePlan,
+    opts: &ApplyOptions,
+) -> Result<Option<String>> {
     match ip.action {
         Action::Create => {
             let spec = ip.create.as_ref().ok_or_else(|| anyhow!("create without a spec"))?;
             create_instance(store, &opts.fs_root, spec).await.map(Some)
         }
         Action::Update | Action::Repair => {
-            let ex = ip.existing.as_ref().ok_or_else(|| anyhow!("update of an instance that was not read"))?;
-            update_instance(store, &opts.fs_root, want, ex, &ip.domain, &ip.changes, &ip.repairs).await.map(|_| None)
+            let ex = ip
+                .existing
+                .as_ref()
+                .ok_or_else(|| anyhow!("update of an instance that was not read"))?;
+            update_instance(store, &opts.fs_root, want, ex, &ip.domain, &ip.changes, &ip.repairs)
+                .await
+                .map(|_| None)
         }
         Action::Destroy => {
-            let ex = ip.existing.as_ref().ok_or_else(|| anyhow!("destroy of an instance that was not read"))?;
-            destroy_instance(store, &opts.fs_root, ex, &ip.domain).await.map(|_| None)
+            let ex = ip
+                .existing
+                .as_ref()
+                .ok_or_else(|| anyhow!("destroy of an instance that was not read"))?;
+            destroy_instance(store, &opts.fs_root, ex, &ip.domain)
+                .await
+                .map(|_| None)
         }
         Action::NoOp | Action::Unmanaged => Ok(None),
     }
@@ -152,7 +177,10 @@ pub async fn ensure_global(store: &Store, plan: &Plan) -> Result<()> {
         define_view(store, db, v).await?;
     }
     for i in layout::global_indexes() {
-        store.create_index(db, &i.request()).await.with_context(|| format!("defining index {} of {db}", i.ddoc))?;
+        store
+            .create_index(db, &i.request())
+            .await
+            .with_context(|| format!("defining index {} of {db}", i.ddoc))?;
     }
     Ok(())
 }
@@ -161,7 +189,10 @@ pub async fn ensure_global(store: &Store, plan: &Plan) -> Result<()> {
 async fn define_view(store: &Store, db: &str, v: &layout::ViewDef) -> Result<()> {
     let id = format!("_design/{}", v.name);
     for _ in 0..CONFLICT_RETRIES {
-        let existing = store.get_doc(db, &id).await.with_context(|| format!("reading {db}/{id}"))?;
+        let existing = store
+            .get_doc(db, &id)
+            .await
+            .with_context(|| format!("reading {db}/{id}"))?;
         let mut doc = v.design_doc();
         match &existing {
             Some(e) if v.matches(e) => return Ok(()),
@@ -185,12 +216,17 @@ async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str]) -> Res
     for i in layout::instance_indexes().filter(|i| doctypes.contains(&i.doctype)) {
         let db = layout::db_name(db_prefix, i.doctype);
         tasks.push(futures::future::Either::Left(async move {
-            store.create_index(&db, &i.request()).await.with_context(|| format!("defining index {}/_design/{}", db, i.ddoc))
+            store
+                .create_index(&db, &i.request())
+                .await
+                .with_context(|| format!("defining index {}/_design/{}", db, i.ddoc))
         }));
     }
     for v in layout::instance_views().filter(|v| doctypes.contains(&v.doctype)) {
         let db = layout::db_name(db_prefix, v.doctype);
-        tasks.push(futures::future::Either::Right(async move { define_view(store, &db, v).await }));
+        tasks.push(futures::future::Either::Right(async move {
+            define_view(store, &db, v).await
+        }));
     }
     for r in futures::future::join_all(tasks).await {
         r?;
@@ -201,7 +237,12 @@ async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str]) -> Res
 async fn create_dbs(store: &Store, db_prefix: &str, doctypes: &[&str]) -> Result<()> {
     let results = futures::future::join_all(doctypes.iter().map(|dt| {
         let db = layout::db_name(db_prefix, dt);
-        async move { store.create_db(&db).await.with_context(|| format!("creating database {db}")) }
+        async move {
+            store
+                .create_db(&db)
+                .await
+                .with_context(|| format!("creating database {db}"))
+        }
     }))
     .await;
     for r in results {
@@ -214,7 +255,10 @@ async fn create_dbs(store: &Store, db_prefix: &str, doctypes: &[&str]) -> Result
 /// present, set the given keys (re-read and retry on conflict).
 async fn upsert_keys(store: &Store, db: &str, id: &str, base: Value, set: &[(String, Option<Value>)]) -> Result<()> {
     for _ in 0..CONFLICT_RETRIES {
-        let current = store.get_doc(db, id).await.with_context(|| format!("reading {db}/{id}"))?;
+        let current = store
+            .get_doc(db, id)
+            .await
+            .with_context(|| format!("reading {db}/{id}"))?;
         let doc = match current {
             None => {
                 let mut d = base.clone();
@@ -257,7 +301,10 @@ async fn upsert_keys(store: &Store, db: &str, id: &str, base: Value, set: &[(Str
 
 /// Ids of the Administrative and Photos dirs cozyform creates (see `layout::derived_id`).
 fn default_dir_ids(prefix: &str) -> (String, String) {
-    (layout::derived_id("dir-administrative", prefix), layout::derived_id("dir-photos", prefix))
+    (
+        layout::derived_id("dir-administrative", prefix),
+        layout::derived_id("dir-photos", prefix),
+    )
 }
 
 fn contact_id(prefix: &str) -> String {
@@ -270,17 +317,33 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec) -> Re
     // Refuse a symlink before writing anything.
     fsops::instance_dir(fs_root, domain)?;
     if fsops::probe(fs_root, domain).symlink {
-        bail!("{} is a symbolic link; refusing to create the instance through it", fs_root.join(domain).display());
+        bail!(
+            "{} is a symbolic link; refusing to create the instance through it",
+            fs_root.join(domain).display()
+        );
     }
 
     // 1. Databases, settings doc, myself contact.
     create_dbs(store, prefix, layout::INSTANCE_DOCTYPES).await?;
     let settings_db = layout::db_name(prefix, layout::SETTINGS);
-    let entries: Vec<(String, Option<Value>)> = spec.settings.iter().map(|(k, v)| (k.clone(), Some(json!(v)))).collect();
-    upsert_keys(store, &settings_db, layout::SETTINGS_DOC_ID, layout::settings_doc(&BTreeMap::new()), &entries).await?;
+    let entries: Vec<(String, Option<Value>)> =
+        spec.settings.iter().map(|(k, v)| (k.clone(), Some(json!(v)))).collect();
+    upsert_keys(
+        store,
+        &settings_db,
+        layout::SETTINGS_DOC_ID,
+        layout::settings_doc(&BTreeMap::new()),
+        &entries,
+    )
+    .await?;
     let contacts_db = layout::db_name(prefix, layout::CONTACTS);
     let cid = contact_id(prefix);
-    let contact = layout::myself_contact(&cid, domain, spec.settings.get("email").map(String::as_str), spec.settings.get("public_name").map(String::as_str));
+    let contact = layout::myself_contact(
+        &cid,
+        domain,
+        spec.settings.get("email").map(String::as_str),
+        spec.settings.get("public_name").map(String::as_str),
+    );
     put_if_missing(store, &contacts_db, &contact).await?;
 
     // 2. Indexes and views.
@@ -328,13 +391,23 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec) -> Re
     };
 
     // 5. Folders on disk, last.
-    fsops::ensure_dirs(fs_root, domain, &[layout::TRASH_DIR_NAME, names.administrative, names.photos])?;
+    fsops::ensure_dirs(
+        fs_root,
+        domain,
+        &[layout::TRASH_DIR_NAME, names.administrative, names.photos],
+    )?;
 
     // 6. Final update: the doc ends at rev 2, as after cozy-stack's creation.
     doc["_rev"] = json!(rev);
-    store.put_doc(layout::GLOBAL_INSTANCES_DB, &doc).await.context("finishing the instance doc")?;
+    store
+        .put_doc(layout::GLOBAL_INSTANCES_DB, &doc)
+        .await
+        .context("finishing the instance doc")?;
 
-    Ok(format!("https://{domain}/?registerToken={}", hex::encode(&secrets.register_token)))
+    Ok(format!(
+        "https://{domain}/?registerToken={}",
+        hex::encode(&secrets.register_token)
+    ))
 }
 
 /// PUTs a doc whose id is fixed; an existing doc is kept.
@@ -347,7 +420,10 @@ async fn put_if_missing(store: &Store, db: &str, doc: &Value) -> Result<()> {
 
 /// `_bulk_docs` of new docs with fixed ids; docs that already exist are kept.
 async fn bulk_create(store: &Store, db: &str, docs: &[Value]) -> Result<()> {
-    let results = store.bulk_docs(db, docs).await.with_context(|| format!("writing to {db}"))?;
+    let results = store
+        .bulk_docs(db, docs)
+        .await
+        .with_context(|| format!("writing to {db}"))?;
     for r in results {
         if let Some(e) = r.error
             && e != "conflict"
@@ -359,7 +435,11 @@ async fn bulk_create(store: &Store, db: &str, docs: &[Value]) -> Result<()> {
 }
 
 fn instance_patch(changes: &[Change], kind: DocKind) -> Vec<(String, Option<Value>)> {
-    changes.iter().filter(|c| c.doc == kind).map(|c| (c.key.clone(), c.after.clone())).collect()
+    changes
+        .iter()
+        .filter(|c| c.doc == kind)
+        .map(|c| (c.key.clone(), c.after.clone()))
+        .collect()
 }
 
 async fn update_instance(
@@ -394,7 +474,10 @@ async fn update_instance(
             Repair::Index { doctype, ddoc } => {
                 if let Some(i) = layout::instance_indexes().find(|i| i.doctype == doctype && i.ddoc == ddoc) {
                     let db = layout::db_name(prefix, doctype);
-                    store.create_index(&db, &i.request()).await.with_context(|| format!("defining index {db}/_design/{ddoc}"))?;
+                    store
+                        .create_index(&db, &i.request())
+                        .await
+                        .with_context(|| format!("defining index {db}/_design/{ddoc}"))?;
                 }
             }
             Repair::View { doctype, name } => {
@@ -423,15 +506,33 @@ async fn update_instance(
     let settings_patch = instance_patch(changes, DocKind::Settings);
     if !settings_patch.is_empty() || repairs.contains(&Repair::SettingsDoc) {
         let db = layout::db_name(prefix, layout::SETTINGS);
-        upsert_keys(store, &db, layout::SETTINGS_DOC_ID, layout::settings_doc(&BTreeMap::new()), &settings_patch).await?;
+        upsert_keys(
+            store,
+            &db,
+            layout::SETTINGS_DOC_ID,
+            layout::settings_doc(&BTreeMap::new()),
+            &settings_patch,
+        )
+        .await?;
     }
 
-    if repairs.iter().any(|r| matches!(r, Repair::Folder | Repair::TrashFolder)) {
+    if repairs
+        .iter()
+        .any(|r| matches!(r, Repair::Folder | Repair::TrashFolder))
+    {
         // Folders of the default dirs cozyform created; dirs made by cozy-stack have random ids and
         // are never recreated here (a second doc with the same path would break the stack).
         let (admin_id, photos_id) = default_dir_ids(prefix);
-        let dirs = store.get_docs(&files_db, &[admin_id, photos_id]).await.with_context(|| format!("reading {files_db}"))?;
-        let names: Vec<String> = dirs.iter().flatten().filter_map(|d| d.get("name").and_then(Value::as_str)).map(str::to_string).collect();
+        let dirs = store
+            .get_docs(&files_db, &[admin_id, photos_id])
+            .await
+            .with_context(|| format!("reading {files_db}"))?;
+        let names: Vec<String> = dirs
+            .iter()
+            .flatten()
+            .filter_map(|d| d.get("name").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
         let mut subdirs: Vec<&str> = vec![layout::TRASH_DIR_NAME];
         subdirs.extend(names.iter().map(String::as_str));
         fsops::ensure_dirs(fs_root, domain, &subdirs)?;
@@ -443,7 +544,11 @@ async fn update_instance(
 async fn update_instance_doc(store: &Store, id: &str, domain: &str, patch: &[(String, Option<Value>)]) -> Result<()> {
     let db = layout::GLOBAL_INSTANCES_DB;
     for _ in 0..CONFLICT_RETRIES {
-        let doc = store.get_doc(db, id).await.context("reading the instance doc")?.ok_or_else(|| anyhow!("the instance doc of {domain} disappeared"))?;
+        let doc = store
+            .get_doc(db, id)
+            .await
+            .context("reading the instance doc")?
+            .ok_or_else(|| anyhow!("the instance doc of {domain} disappeared"))?;
         if doc.get("domain").and_then(Value::as_str) != Some(domain) {
             bail!("the instance doc {id} no longer belongs to {domain}; run plan again");
         }
@@ -461,7 +566,10 @@ async fn update_instance_doc(store: &Store, id: &str, domain: &str, patch: &[(St
         if !changed {
             return Ok(());
         }
-        match store.put_doc(db, &Value::Object(layout::canonical_instance_order(m))).await {
+        match store
+            .put_doc(db, &Value::Object(layout::canonical_instance_order(m)))
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e).context("writing the instance doc"),
@@ -478,12 +586,20 @@ async fn destroy_instance(store: &Store, fs_root: &Path, ex: &Existing, domain: 
         bail!("{} is a symbolic link; refusing to destroy through it", dir.display());
     }
     // 1. Flag the instance as being deleted.
-    update_instance_doc(store, &ex.id, domain, &[("deleting".into(), Some(json!(true)))]).await.context("flagging the instance as deleting")?;
+    update_instance_doc(store, &ex.id, domain, &[("deleting".into(), Some(json!(true)))])
+        .await
+        .context("flagging the instance as deleting")?;
     // 2. Every database of the prefix, listed now.
     let esc = layout::escaped_db_prefix(&ex.db_prefix);
-    let dbs = store.all_dbs(&format!("{esc}/"), &format!("{esc}0")).await.context("listing the instance's databases")?;
+    let dbs = store
+        .all_dbs(&format!("{esc}/"), &format!("{esc}0"))
+        .await
+        .context("listing the instance's databases")?;
     let results = futures::future::join_all(dbs.iter().map(|name| async move {
-        store.delete_db(name).await.with_context(|| format!("deleting database {name}"))
+        store
+            .delete_db(name)
+            .await
+            .with_context(|| format!("deleting database {name}"))
     }))
     .await;
     for r in results {

@@ -10,7 +10,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "cozyform", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The configuration file.
-    #[arg(short = 'c', long = "config", global = true, env = "COZYFORM_CONFIG", default_value = "instances.toml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        env = "COZYFORM_CONFIG",
+        default_value = "instances.toml"
+    )]
     pub config: PathBuf,
 
     /// When to use colors: auto (a terminal without NO_COLOR), always, never.
@@ -46,6 +52,17 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Check the configuration file without touching CouchDB or the disk.
     Validate(ValidateArgs),
+    /// Print a JSON Schema: `config` (the instances file).
+    Schema {
+        #[arg(value_enum)]
+        which: SchemaKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// The configuration file (`schemas/instances.schema.json`).
+    Config,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,14 +9,14 @@ use anyhow::{Context, Result};
 
 use crate::actual::{self, Actual, ReadOptions};
 use crate::apply::{self, ApplyOptions, ApplyReport};
-use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, PlanArgs, ReadArgs, ValidateArgs};
+use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, PlanArgs, ReadArgs, SchemaKind, ValidateArgs};
 use crate::config::{self, Loaded};
 use crate::desired::{Desired, StoreTarget};
 use crate::plan::{self, Action, Plan};
 use crate::render::{self, Style};
+use crate::store::Store;
 use crate::store::couch::CouchStore;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::Store;
 
 /// An error with a hint for the user, rendered as `error:` / `hint:`.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,10 @@ pub struct UserError {
 }
 
 pub fn user_error(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UserError { message: message.into(), hint: Some(hint.into()) })
+    anyhow::Error::new(UserError {
+        message: message.into(),
+        hint: Some(hint.into()),
+    })
 }
 
 /// Request timeout for CouchDB, in seconds.
@@ -43,6 +46,13 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Validate(args) => validate(&cli, args),
         Command::Plan(args) => plan_cmd(&cli, args, color).await,
         Command::Apply(args) => apply_cmd(&cli, args, color).await,
+        Command::Schema { which } => {
+            let schema = match which {
+                SchemaKind::Config => config::json_schema(),
+            };
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(0)
+        }
     }
 }
 
@@ -50,7 +60,9 @@ fn use_color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+        }
     }
 }
 
@@ -95,7 +107,8 @@ fn validate(cli: &Cli, args: &ValidateArgs) -> Result<Exit> {
 pub async fn open_store(desired: &Desired, create: bool, verbose: bool) -> Result<Option<Store>> {
     match &desired.store {
         StoreTarget::Couch { url, user, password } => {
-            let s = CouchStore::new(url, user.as_deref(), password.as_deref(), REQUEST_TIMEOUT_SECS)?.with_verbose(verbose);
+            let s =
+                CouchStore::new(url, user.as_deref(), password.as_deref(), REQUEST_TIMEOUT_SECS)?.with_verbose(verbose);
             let store = Store::Couch(Arc::new(s));
             store.ping().await.map_err(|e| {
                 user_error(
@@ -109,16 +122,25 @@ pub async fn open_store(desired: &Desired, create: bool, verbose: bool) -> Resul
             if !create && !path.exists() {
                 return Ok(None);
             }
-            let s = EmbeddedStore::open(path).with_context(|| format!("opening the embedded store {}", path.display()))?;
+            let s =
+                EmbeddedStore::open(path).with_context(|| format!("opening the embedded store {}", path.display()))?;
             Ok(Some(Store::Embedded(Arc::new(s))))
         }
     }
 }
 
 fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
-    let settings_for: BTreeSet<String> =
-        desired.instances.values().filter(|i| !i.settings.is_empty()).map(|i| i.domain.clone()).collect();
-    ReadOptions { deep: args.deep, parallelism: args.parallelism as usize, settings_for }
+    let settings_for: BTreeSet<String> = desired
+        .instances
+        .values()
+        .filter(|i| !i.settings.is_empty())
+        .map(|i| i.domain.clone())
+        .collect();
+    ReadOptions {
+        deep: args.deep,
+        parallelism: args.parallelism as usize,
+        settings_for,
+    }
 }
 
 /// Reads the actual state and plans.
@@ -153,7 +175,11 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
     print!("{}", render::render_plan(&p, Style::new(color)));
     std::io::stdout().flush()?;
     refuse_plan_errors(&p)?;
-    Ok(if args.detailed_exitcode && p.has_changes() { 2 } else { 0 })
+    Ok(if args.detailed_exitcode && p.has_changes() {
+        2
+    } else {
+        0
+    })
 }
 
 fn confirm(p: &Plan) -> Result<bool> {
@@ -196,7 +222,10 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
         eprintln!("Apply cancelled.");
         return Ok(1);
     }
-    let opts = ApplyOptions { parallelism: args.read.parallelism as usize, fs_root: desired.fs_root.clone() };
+    let opts = ApplyOptions {
+        parallelism: args.read.parallelism as usize,
+        fs_root: desired.fs_root.clone(),
+    };
     let report = apply::apply(&store, desired, &p, &opts).await;
     print_report(&report, st);
     Ok(if report.failed() > 0 { 1 } else { 0 })
@@ -226,7 +255,10 @@ fn print_report(report: &ApplyReport, st: Style) {
     let changed = report.count(Action::Update) + report.count(Action::Repair);
     let destroyed = report.count(Action::Destroy);
     if report.failed() == 0 {
-        println!("\n{}Apply complete!{} Instances: {added} added, {changed} changed, {destroyed} destroyed.", st.bold, st.reset);
+        println!(
+            "\n{}Apply complete!{} Instances: {added} added, {changed} changed, {destroyed} destroyed.",
+            st.bold, st.reset
+        );
     } else {
         println!(
             "\n{}Apply failed{} for {} instance(s). Done: {added} added, {changed} changed, {destroyed} destroyed. Run plan to see what remains.",

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreTarget {
     /// A CouchDB server (`[couchdb] url`), credentials already split out of the URL.
-    Couch { url: String, user: Option<String>, password: Option<String> },
+    Couch {
+        url: String,
+        user: Option<String>,
+        password: Option<String>,
+    },
     /// The embedded store: an SQLite file next to the config.
     Embedded { path: PathBuf },
 }

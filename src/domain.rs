@@ -18,7 +18,9 @@ pub enum DomainError {
     Dots(String),
 }
 
-const ILLEGAL: &[char] = &[' ', '/', ',', ';', '&', '?', '#', '@', '|', '=', '\'', '"', '\t', '\r', '\n', '\0', '\\'];
+const ILLEGAL: &[char] = &[
+    ' ', '/', ',', ';', '&', '?', '#', '@', '|', '=', '\'', '"', '\t', '\r', '\n', '\0', '\\',
+];
 
 /// Validates and normalizes a domain: IDNA to Unicode, trimmed, lowercased; port allowed.
 ///
@@ -56,7 +58,10 @@ mod tests {
 
     #[test]
     fn lowercases_and_keeps_port() {
-        assert_eq!(validate_domain("Alice.Example.COM:8080").unwrap(), "alice.example.com:8080");
+        assert_eq!(
+            validate_domain("Alice.Example.COM:8080").unwrap(),
+            "alice.example.com:8080"
+        );
     }
 
     #[test]
@@ -66,7 +71,9 @@ mod tests {
 
     #[test]
     fn rejects_forbidden_characters() {
-        for bad in ["a b.com", "a/b", "a?b", "a#b", "a@b", "a\0b", "a|b", "a=b", "a'b", "a\"b", "a;b", "a&b", "a,b", "a\\b"] {
+        for bad in [
+            "a b.com", "a/b", "a?b", "a#b", "a@b", "a\0b", "a|b", "a=b", "a'b", "a\"b", "a;b", "a&b", "a,b", "a\\b",
+        ] {
             assert!(validate_domain(bad).is_err(), "{bad:?} should be rejected");
         }
     }

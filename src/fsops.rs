@@ -26,12 +26,19 @@ pub enum FsError {
     #[error("refusing to use {path}: {why}")]
     Unsafe { path: PathBuf, why: String },
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 /// The folder of an instance, checked to be a direct child of `fs_root`.
 pub fn instance_dir(fs_root: &Path, domain: &str) -> Result<PathBuf, FsError> {
-    let unsafe_path = |why: &str| FsError::Unsafe { path: fs_root.join(domain), why: why.to_string() };
+    let unsafe_path = |why: &str| FsError::Unsafe {
+        path: fs_root.join(domain),
+        why: why.to_string(),
+    };
     if !fs_root.is_absolute() || fs_root == Path::new("/") {
         return Err(unsafe_path("fs_root must be an absolute directory other than /"));
     }
@@ -66,12 +73,19 @@ pub fn probe(fs_root: &Path, domain: &str) -> FsState {
 pub fn ensure_dirs(fs_root: &Path, domain: &str, subdirs: &[&str]) -> Result<(), FsError> {
     let dir = instance_dir(fs_root, domain)?;
     // fs_root itself may be a link to a mount point; only links inside it are refused.
-    std::fs::create_dir_all(fs_root).map_err(|source| FsError::Io { op: "mkdir", path: fs_root.to_path_buf(), source })?;
+    std::fs::create_dir_all(fs_root).map_err(|source| FsError::Io {
+        op: "mkdir",
+        path: fs_root.to_path_buf(),
+        source,
+    })?;
     mkdir_one(&dir)?;
     for sub in subdirs {
         let mut comps = Path::new(sub).components();
         if !matches!((comps.next(), comps.next()), (Some(Component::Normal(_)), None)) {
-            return Err(FsError::Unsafe { path: dir.join(sub), why: "not a single path component".into() });
+            return Err(FsError::Unsafe {
+                path: dir.join(sub),
+                why: "not a single path component".into(),
+            });
         }
         mkdir_one(&dir.join(sub))?;
     }
@@ -95,13 +109,19 @@ fn mkdir_one(p: &Path) -> Result<(), FsError> {
     match b.create(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && is_dir_no_follow(p).0 => Ok(()),
-        Err(source) => Err(FsError::Io { op: "mkdir", path: p.to_path_buf(), source }),
+        Err(source) => Err(FsError::Io {
+            op: "mkdir",
+            path: p.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// Whether `<fs_root>/<domain>/<sub>` exists as a directory (no symlink followed).
 pub fn subdir_exists(fs_root: &Path, domain: &str, sub: &str) -> bool {
-    instance_dir(fs_root, domain).map(|d| is_dir_no_follow(&d.join(sub)).0).unwrap_or(false)
+    instance_dir(fs_root, domain)
+        .map(|d| is_dir_no_follow(&d.join(sub)).0)
+        .unwrap_or(false)
 }
 
 /// Removes `<fs_root>/<domain>` and everything in it (`RemoveAll`). A missing folder is fine; a
@@ -110,9 +130,17 @@ pub fn remove_instance_dir(fs_root: &Path, domain: &str) -> Result<(), FsError> 
     let dir = instance_dir(fs_root, domain)?;
     match std::fs::symlink_metadata(&dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(FsError::Io { op: "stat", path: dir, source }),
+        Err(source) => Err(FsError::Io {
+            op: "stat",
+            path: dir,
+            source,
+        }),
         Ok(m) if m.file_type().is_symlink() => Err(FsError::Symlink(dir)),
-        Ok(_) => std::fs::remove_dir_all(&dir).map_err(|source| FsError::Io { op: "remove", path: dir, source }),
+        Ok(_) => std::fs::remove_dir_all(&dir).map_err(|source| FsError::Io {
+            op: "remove",
+            path: dir,
+            source,
+        }),
     }
 }
 
@@ -126,7 +154,10 @@ mod tests {
         for bad in ["..", ".", "a/b", "/etc", "a\\b", ""] {
             assert!(instance_dir(root, bad).is_err(), "{bad:?}");
         }
-        assert_eq!(instance_dir(root, "a.example:8080").unwrap(), PathBuf::from("/srv/cozy/a.example:8080"));
+        assert_eq!(
+            instance_dir(root, "a.example:8080").unwrap(),
+            PathBuf::from("/srv/cozy/a.example:8080")
+        );
         assert!(instance_dir(Path::new("/"), "a.example").is_err());
         assert!(instance_dir(Path::new("rel"), "a.example").is_err());
     }
@@ -136,8 +167,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), tmp.path().join("evil.example")).unwrap();
-        assert!(matches!(ensure_dirs(tmp.path(), "evil.example", &[".cozy_trash"]), Err(FsError::Symlink(_))));
-        assert!(matches!(remove_instance_dir(tmp.path(), "evil.example"), Err(FsError::Symlink(_))));
+        assert!(matches!(
+            ensure_dirs(tmp.path(), "evil.example", &[".cozy_trash"]),
+            Err(FsError::Symlink(_))
+        ));
+        assert!(matches!(
+            remove_instance_dir(tmp.path(), "evil.example"),
+            Err(FsError::Symlink(_))
+        ));
         assert!(probe(tmp.path(), "evil.example").symlink);
         assert!(outside.path().exists());
     }

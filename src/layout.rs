@@ -246,8 +246,14 @@ pub fn escaped_db_prefix(db_prefix: &str) -> String {
 /// loaded by cozy-stack, so every other locale gets the English names.
 pub fn default_dir_names(locale: &str) -> DefaultDirNames {
     match locale {
-        "fr" => DefaultDirNames { administrative: "Administratif", photos: "Photos" },
-        _ => DefaultDirNames { administrative: "Administrative", photos: "Photos" },
+        "fr" => DefaultDirNames {
+            administrative: "Administratif",
+            photos: "Photos",
+        },
+        _ => DefaultDirNames {
+            administrative: "Administrative",
+            photos: "Photos",
+        },
     }
 }
 
@@ -348,7 +354,9 @@ pub fn canonical_instance_order(doc: Map<String, Value>) -> Map<String, Value> {
 pub fn read_disk_quota(doc: &Value) -> Result<u64, String> {
     match doc.get("disk_quota") {
         None | Some(Value::Null) => Ok(0),
-        Some(Value::String(s)) => s.parse::<u64>().map_err(|_| format!("disk_quota {s:?} is not an integer string")),
+        Some(Value::String(s)) => s
+            .parse::<u64>()
+            .map_err(|_| format!("disk_quota {s:?} is not an integer string")),
         Some(Value::Number(n)) => n
             .as_u64()
             .ok_or_else(|| format!("disk_quota {n} is not a non-negative integer"))
@@ -378,7 +386,9 @@ pub fn myself_contact(id: &str, domain: &str, email: Option<&str>, public_name: 
     if let Some(e) = email {
         m.insert("email".into(), json!([{ "address": e, "primary": true }]));
     }
-    let fullname = public_name.map(str::to_string).or_else(|| email.map(|e| e.split('@').next().unwrap_or("").to_string()));
+    let fullname = public_name
+        .map(str::to_string)
+        .or_else(|| email.map(|e| e.split('@').next().unwrap_or("").to_string()));
     if let Some(f) = fullname.filter(|f| !f.is_empty()) {
         m.insert("fullname".into(), json!(f));
     }
@@ -429,7 +439,10 @@ pub fn default_dir_doc(id: &str, name: &str, domain: &str, now: &str, administra
     m.insert("updated_at".into(), json!(now));
     m.insert("path".into(), json!(format!("/{name}")));
     if administrative {
-        m.insert("referenced_by".into(), json!([{ "id": ADMINISTRATIVE_APP_REF, "type": "io.cozy.apps" }]));
+        m.insert(
+            "referenced_by".into(),
+            json!([{ "id": ADMINISTRATIVE_APP_REF, "type": "io.cozy.apps" }]),
+        );
     }
     m.insert(
         "cozyMetadata".into(),
@@ -488,10 +501,22 @@ mod tests {
 
     #[test]
     fn prefix_matches_reference_vectors() {
-        assert_eq!(instance_prefix("cozy.localhost:8080"), "cozy1a4e1aabf424a194d7daf946d7b1337d");
-        assert_eq!(instance_prefix("alice.cozy.tools:8080"), "cozy7d3d5947e7f3b0c674d1b8644646348e");
-        assert_eq!(instance_prefix("bob.cozy.tools:8080"), "cozybf682065ca3c7d64f2dafc6cc12fe702");
-        assert_eq!(instance_prefix("alice.example.com"), "cozy0d88385e5e731af27c0f1c0a312135b9");
+        assert_eq!(
+            instance_prefix("cozy.localhost:8080"),
+            "cozy1a4e1aabf424a194d7daf946d7b1337d"
+        );
+        assert_eq!(
+            instance_prefix("alice.cozy.tools:8080"),
+            "cozy7d3d5947e7f3b0c674d1b8644646348e"
+        );
+        assert_eq!(
+            instance_prefix("bob.cozy.tools:8080"),
+            "cozybf682065ca3c7d64f2dafc6cc12fe702"
+        );
+        assert_eq!(
+            instance_prefix("alice.example.com"),
+            "cozy0d88385e5e731af27c0f1c0a312135b9"
+        );
     }
 
     #[test]
@@ -500,8 +525,14 @@ mod tests {
             db_name("cozy1a4e1aabf424a194d7daf946d7b1337d", "io.cozy.files"),
             "cozy1a4e1aabf424a194d7daf946d7b1337d/io-cozy-files"
         );
-        assert_eq!(db_name("cozy.localhost:8080", "io.cozy.files"), "cozy-localhost-8080/io-cozy-files");
-        assert_eq!(db_name("secrets", "io.cozy.account_types"), "secrets/io-cozy-account_types");
+        assert_eq!(
+            db_name("cozy.localhost:8080", "io.cozy.files"),
+            "cozy-localhost-8080/io-cozy-files"
+        );
+        assert_eq!(
+            db_name("secrets", "io.cozy.account_types"),
+            "secrets/io-cozy-account_types"
+        );
         assert_eq!(escape_couchdb_name(GLOBAL_INSTANCES_DB), "global/instances");
     }
 

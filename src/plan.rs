@@ -154,7 +154,10 @@ fn s(v: &str) -> Value {
 
 /// Computes the plan.
 pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
-    let mut out = Plan { findings: actual.findings.clone(), ..Default::default() };
+    let mut out = Plan {
+        findings: actual.findings.clone(),
+        ..Default::default()
+    };
     let existing = actual.by_domain();
 
     // Domain or alias -> the existing instance holding it.
@@ -170,7 +173,13 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         match desired.instances.get(&inst.domain) {
             None => !desired.prune,
             Some(d) if d.state == InstanceState::Absent => false,
-            Some(d) => inst.domain == name || d.domain_aliases.as_ref().map(|a| a.iter().any(|x| x == name)).unwrap_or(true),
+            Some(d) => {
+                inst.domain == name
+                    || d.domain_aliases
+                        .as_ref()
+                        .map(|a| a.iter().any(|x| x == name))
+                        .unwrap_or(true)
+            }
         }
     };
 
@@ -218,7 +227,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                         && other.domain != h.domain
                         && still_holds(other, name)
                     {
-                        out.errors.push(format!("{domain}: alias {name:?} is already used by the existing instance {:?}", other.domain));
+                        out.errors.push(format!(
+                            "{domain}: alias {name:?} is already used by the existing instance {:?}",
+                            other.domain
+                        ));
                     }
                 }
                 plan_existing(w, h)
@@ -253,17 +265,28 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         out.global = actual.global_missing.clone();
     } else if creates {
         out.create_global_db = true;
-        out.global = layout::global_views().map(|v| v.name.to_string()).chain(layout::global_indexes().map(|i| i.ddoc.to_string())).collect();
+        out.global = layout::global_views()
+            .map(|v| v.name.to_string())
+            .chain(layout::global_indexes().map(|i| i.ddoc.to_string()))
+            .collect();
     }
     out
 }
 
 fn existing_of(h: &ActualInstance) -> Existing {
-    Existing { id: h.id.clone(), rev: h.rev.clone(), db_prefix: h.db_prefix.clone() }
+    Existing {
+        id: h.id.clone(),
+        rev: h.rev.clone(),
+        db_prefix: h.db_prefix.clone(),
+    }
 }
 
 fn destroy(h: &ActualInstance, why: &str) -> InstancePlan {
-    let reason = if h.deleting() { format!("{why}; finishing a deletion that failed") } else { why.to_string() };
+    let reason = if h.deleting() {
+        format!("{why}; finishing a deletion that failed")
+    } else {
+        why.to_string()
+    };
     InstancePlan {
         domain: h.domain.clone(),
         action: Action::Destroy,
@@ -295,7 +318,14 @@ pub fn create_spec(w: &DesiredInstance) -> CreateSpec {
 fn plan_create(w: &DesiredInstance) -> InstancePlan {
     let spec = create_spec(w);
     let mut changes = Vec::new();
-    let mut add = |doc, key: &str, v: Value| changes.push(Change { doc, key: key.into(), before: None, after: Some(v) });
+    let mut add = |doc, key: &str, v: Value| {
+        changes.push(Change {
+            doc,
+            key: key.into(),
+            before: None,
+            after: Some(v),
+        })
+    };
     add(DocKind::Instance, "locale", s(&spec.locale));
     if !spec.domain_aliases.is_empty() {
         add(DocKind::Instance, "domain_aliases", json!(spec.domain_aliases));
@@ -378,19 +408,36 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
     for (key, after) in desired_instance_fields(w) {
         let before = present(h.doc.get(key));
         if before != after {
-            changes.push(Change { doc: DocKind::Instance, key: key.into(), before, after });
+            changes.push(Change {
+                doc: DocKind::Instance,
+                key: key.into(),
+                before,
+                after,
+            });
         }
     }
     if h.deleting() {
-        changes.push(Change { doc: DocKind::Instance, key: "deleting".into(), before: Some(json!(true)), after: None });
+        changes.push(Change {
+            doc: DocKind::Instance,
+            key: "deleting".into(),
+            before: Some(json!(true)),
+            after: None,
+        });
     }
-    changes.sort_by_key(|c| layout::INSTANCE_FIELD_ORDER.iter().position(|k| *k == c.key).unwrap_or(usize::MAX));
+    changes.sort_by_key(|c| {
+        layout::INSTANCE_FIELD_ORDER
+            .iter()
+            .position(|k| *k == c.key)
+            .unwrap_or(usize::MAX)
+    });
 
     let mut repairs = Vec::new();
     let missing_db = |dt: &str| !h.doctypes.contains(dt);
     for dt in layout::INSTANCE_DOCTYPES {
         if missing_db(dt) {
-            repairs.push(Repair::Database { doctype: dt.to_string() });
+            repairs.push(Repair::Database {
+                doctype: dt.to_string(),
+            });
         }
     }
     if missing_db(layout::FILES) {
@@ -411,7 +458,12 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
         Observed::Missing => {
             repairs.push(Repair::SettingsDoc);
             for (k, v) in &w.settings {
-                changes.push(Change { doc: DocKind::Settings, key: k.clone(), before: None, after: Some(s(v)) });
+                changes.push(Change {
+                    doc: DocKind::Settings,
+                    key: k.clone(),
+                    before: None,
+                    after: Some(s(v)),
+                });
             }
         }
         Observed::Present(doc) => {
@@ -419,7 +471,12 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
                 let before = doc.get(k).cloned();
                 let after = Some(s(v));
                 if before != after {
-                    changes.push(Change { doc: DocKind::Settings, key: k.clone(), before, after });
+                    changes.push(Change {
+                        doc: DocKind::Settings,
+                        key: k.clone(),
+                        before,
+                        after,
+                    });
                 }
             }
         }
@@ -434,12 +491,18 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
         }
         for (dt, ddoc) in &d.bad_indexes {
             if h.doctypes.contains(dt) {
-                repairs.push(Repair::Index { doctype: dt.clone(), ddoc: ddoc.clone() });
+                repairs.push(Repair::Index {
+                    doctype: dt.clone(),
+                    ddoc: ddoc.clone(),
+                });
             }
         }
         for (dt, name) in &d.bad_views {
             if h.doctypes.contains(dt) {
-                repairs.push(Repair::View { doctype: dt.clone(), name: name.clone() });
+                repairs.push(Repair::View {
+                    doctype: dt.clone(),
+                    name: name.clone(),
+                });
             }
         }
     }
@@ -453,7 +516,10 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
     InstancePlan {
         domain: h.domain.clone(),
         action,
-        reason: h.fs.symlink.then(|| format!("{} is a symbolic link; cozyform does not act through it", h.domain)),
+        reason: h
+            .fs
+            .symlink
+            .then(|| format!("{} is a symbolic link; cozyform does not act through it", h.domain)),
         changes,
         repairs,
         create: None,

@@ -7,7 +7,9 @@ pub fn parse_bytes(input: &str) -> Result<u64, String> {
     if s.is_empty() {
         return Err("the quota is empty".into());
     }
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ',')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num = num.replace(',', "");
     if num.is_empty() {
@@ -29,7 +31,11 @@ pub fn parse_bytes(input: &str) -> Result<u64, String> {
         "ti" | "tib" => 1024f64.powi(4),
         "pi" | "pib" => 1024f64.powi(5),
         "ei" | "eib" => 1024f64.powi(6),
-        other => return Err(format!("unknown unit {other:?}; use B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}; use B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)"
+            ));
+        }
     };
     let bytes = value * mult;
     if !bytes.is_finite() || bytes >= i64::MAX as f64 {

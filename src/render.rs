@@ -21,9 +21,23 @@ pub struct Style {
 impl Style {
     pub fn new(color: bool) -> Style {
         if color {
-            Style { green: "\x1b[32m", yellow: "\x1b[33m", red: "\x1b[31m", cyan: "\x1b[36m", bold: "\x1b[1m", reset: "\x1b[0m" }
+            Style {
+                green: "\x1b[32m",
+                yellow: "\x1b[33m",
+                red: "\x1b[31m",
+                cyan: "\x1b[36m",
+                bold: "\x1b[1m",
+                reset: "\x1b[0m",
+            }
         } else {
-            Style { green: "", yellow: "", red: "", cyan: "", bold: "", reset: "" }
+            Style {
+                green: "",
+                yellow: "",
+                red: "",
+                cyan: "",
+                bold: "",
+                reset: "",
+            }
         }
     }
 }
@@ -63,7 +77,15 @@ fn render_change(out: &mut String, c: &Change, st: Style, indent: &str) {
                 }
             }
         }
-        (Some(b), Some(a)) => writeln!(out, "{indent}{}~{} {name}: {} -> {}", st.yellow, st.reset, show(b), show(a)).unwrap(),
+        (Some(b), Some(a)) => writeln!(
+            out,
+            "{indent}{}~{} {name}: {} -> {}",
+            st.yellow,
+            st.reset,
+            show(b),
+            show(a)
+        )
+        .unwrap(),
         (None, None) => {}
     }
 }
@@ -96,9 +118,17 @@ fn render_instance(out: &mut String, i: &InstancePlan, st: Style) {
             writeln!(out, "    }}").unwrap();
         }
         Action::Update | Action::Repair => {
-            let what = if i.action == Action::Update { "updated in-place" } else { "repaired" };
+            let what = if i.action == Action::Update {
+                "updated in-place"
+            } else {
+                "repaired"
+            };
             writeln!(out, "  {}# {d} will be {what}{}", st.bold, st.reset).unwrap();
-            let sym = if i.action == Action::Update { format!("{}~{}", st.yellow, st.reset) } else { format!("{}!{}", st.cyan, st.reset) };
+            let sym = if i.action == Action::Update {
+                format!("{}~{}", st.yellow, st.reset)
+            } else {
+                format!("{}!{}", st.cyan, st.reset)
+            };
             writeln!(out, "  {sym} instance \"{d}\" {{").unwrap();
             for c in &i.changes {
                 render_change(out, c, st, "      ");
@@ -113,14 +143,25 @@ fn render_instance(out: &mut String, i: &InstancePlan, st: Style) {
             if let Some(r) = &i.reason {
                 writeln!(out, "  # ({r})").unwrap();
             }
-            writeln!(out, "  {}-{} instance \"{d}\" (every database of its prefix, its folder on disk, its instance doc)", st.red, st.reset).unwrap();
+            writeln!(
+                out,
+                "  {}-{} instance \"{d}\" (every database of its prefix, its folder on disk, its instance doc)",
+                st.red, st.reset
+            )
+            .unwrap();
         }
         Action::Unmanaged => {
-            writeln!(out, "  # {d} is unmanaged: {}", i.reason.as_deref().unwrap_or("not in the configuration")).unwrap();
+            writeln!(
+                out,
+                "  # {d} is unmanaged: {}",
+                i.reason.as_deref().unwrap_or("not in the configuration")
+            )
+            .unwrap();
         }
         Action::NoOp => {}
     }
-    if i.action != Action::Unmanaged && i.action != Action::Destroy
+    if i.action != Action::Unmanaged
+        && i.action != Action::Destroy
         && let Some(r) = &i.reason
     {
         writeln!(out, "  # note: {r}").unwrap();
@@ -131,14 +172,26 @@ fn render_instance(out: &mut String, i: &InstancePlan, st: Style) {
 pub fn render_plan(plan: &Plan, st: Style) -> String {
     let mut out = String::new();
     for f in &plan.findings {
-        let whom = f.domain.as_deref().or(f.doc_id.as_deref()).unwrap_or("global/instances");
+        let whom = f
+            .domain
+            .as_deref()
+            .or(f.doc_id.as_deref())
+            .unwrap_or("global/instances");
         writeln!(out, "{}warning{}: {whom}: {}", st.yellow, st.reset, f.message).unwrap();
     }
     if !plan.findings.is_empty() {
         out.push('\n');
     }
-    let changed: Vec<&InstancePlan> = plan.instances.iter().filter(|i| i.action != Action::NoOp && i.action != Action::Unmanaged).collect();
-    let unmanaged: Vec<&InstancePlan> = plan.instances.iter().filter(|i| i.action == Action::Unmanaged).collect();
+    let changed: Vec<&InstancePlan> = plan
+        .instances
+        .iter()
+        .filter(|i| i.action != Action::NoOp && i.action != Action::Unmanaged)
+        .collect();
+    let unmanaged: Vec<&InstancePlan> = plan
+        .instances
+        .iter()
+        .filter(|i| i.action == Action::Unmanaged)
+        .collect();
     if !plan.has_changes() {
         for i in &unmanaged {
             render_instance(&mut out, i, st);
@@ -146,7 +199,12 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
         if !unmanaged.is_empty() {
             out.push('\n');
         }
-        writeln!(out, "{}No changes.{} Your instances match the configuration.", st.bold, st.reset).unwrap();
+        writeln!(
+            out,
+            "{}No changes.{} Your instances match the configuration.",
+            st.bold, st.reset
+        )
+        .unwrap();
         return out;
     }
     writeln!(out, "cozyform will perform the following actions:\n").unwrap();
@@ -171,7 +229,12 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
         out.push('\n');
     }
     let s = plan.summary();
-    write!(out, "{}Plan:{} {} to add, {} to change, {} to destroy.", st.bold, st.reset, s.add, s.change, s.destroy).unwrap();
+    write!(
+        out,
+        "{}Plan:{} {} to add, {} to change, {} to destroy.",
+        st.bold, st.reset, s.add, s.change, s.destroy
+    )
+    .unwrap();
     if s.unmanaged > 0 {
         write!(out, " ({} unmanaged left alone.)", s.unmanaged).unwrap();
     }

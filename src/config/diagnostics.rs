@@ -30,7 +30,14 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// Builds a diagnostic at a byte span of `src`.
-    pub fn at(severity: Severity, file: &Path, src: &str, span: Option<Range<usize>>, message: String, hint: Option<String>) -> Self {
+    pub fn at(
+        severity: Severity,
+        file: &Path,
+        src: &str,
+        span: Option<Range<usize>>,
+        message: String,
+        hint: Option<String>,
+    ) -> Self {
         let span = span.unwrap_or(0..0);
         let start = span.start.min(src.len());
         let (line, column, line_text) = line_col(src, start);
@@ -59,7 +66,10 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize, &str) {
     let before = &src[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = src[line_start..].find('\n').map(|i| line_start + i).unwrap_or(src.len());
+    let line_end = src[line_start..]
+        .find('\n')
+        .map(|i| line_start + i)
+        .unwrap_or(src.len());
     let column = src[line_start..offset].chars().count() + 1;
     (line, column, src[line_start..line_end].trim_end_matches('\r'))
 }
@@ -72,11 +82,24 @@ impl fmt::Display for Diagnostic {
         };
         writeln!(f, "{label}: {}", self.message)?;
         let gutter = self.line.to_string().len();
-        writeln!(f, "{:gutter$}--> {}:{}:{}", "", self.file.display(), self.line, self.column)?;
+        writeln!(
+            f,
+            "{:gutter$}--> {}:{}:{}",
+            "",
+            self.file.display(),
+            self.line,
+            self.column
+        )?;
         if let Some(text) = &self.source_line {
             writeln!(f, "{:gutter$} |", "")?;
             writeln!(f, "{} | {}", self.line, text)?;
-            writeln!(f, "{:gutter$} | {}{}", "", " ".repeat(self.column.saturating_sub(1)), "^".repeat(self.width))?;
+            writeln!(
+                f,
+                "{:gutter$} | {}{}",
+                "",
+                " ".repeat(self.column.saturating_sub(1)),
+                "^".repeat(self.width)
+            )?;
         }
         if let Some(h) = &self.hint {
             writeln!(f, "{:gutter$} = hint: {h}", "")?;

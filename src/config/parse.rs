@@ -50,29 +50,56 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     })?;
     if meta.len() as usize > MAX_CONFIG_BYTES {
         return Err(one(
-            format!("the config file is {} bytes; cozyform reads at most {MAX_CONFIG_BYTES}", meta.len()),
+            format!(
+                "the config file is {} bytes; cozyform reads at most {MAX_CONFIG_BYTES}",
+                meta.len()
+            ),
             Some("split the fleet into several config files".into()),
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| one(format!("cannot read {}: {e}", path.display()), None))?;
     let src = String::from_utf8(bytes).map_err(|e| {
-        one(format!("the config file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()), Some("save it as UTF-8".into()))
+        one(
+            format!("the config file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+            Some("save it as UTF-8".into()),
+        )
     })?;
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     };
-    let base = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let base = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
     let env = |k: &str| std::env::var(k).ok();
     load_str(&src, path, &normalize_path(&base), &env)
 }
 
 /// Validates config text. `base_dir` (absolute) resolves relative paths; `env` supplies credentials.
-pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
-    let mut w = Walker { src, file, diags: Vec::new() };
+pub fn load_str(
+    src: &str,
+    file: &Path,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let mut w = Walker {
+        src,
+        file,
+        diags: Vec::new(),
+    };
     if src.len() > MAX_CONFIG_BYTES {
-        w.err(None, format!("the config is {} bytes; cozyform reads at most {MAX_CONFIG_BYTES}", src.len()), None);
+        w.err(
+            None,
+            format!(
+                "the config is {} bytes; cozyform reads at most {MAX_CONFIG_BYTES}",
+                src.len()
+            ),
+            None,
+        );
         return Err(w.finish_err());
     }
     let doc = match toml_edit::Document::parse(src) {
@@ -94,24 +121,30 @@ pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> O
     let prune = w.boolean(root, "prune").map(|(b, _)| b).unwrap_or(false);
 
     let store = match root.get("couchdb") {
-        None => StoreTarget::Embedded { path: base_dir.join(".cozyform").join("store.sqlite") },
-        Some(item) => match w.table(item, root.key("couchdb"), "couchdb") {
-            None => StoreTarget::Embedded { path: base_dir.join(".cozyform").join("store.sqlite") },
-            Some(t) => {
-                w.check_keys(t, COUCHDB_KEYS, "[couchdb]");
-                match w.string(t, "url") {
-                    None => {
-                        w.err(
+        None => StoreTarget::Embedded {
+            path: base_dir.join(".cozyform").join("store.sqlite"),
+        },
+        Some(item) => {
+            match w.table(item, root.key("couchdb"), "couchdb") {
+                None => StoreTarget::Embedded {
+                    path: base_dir.join(".cozyform").join("store.sqlite"),
+                },
+                Some(t) => {
+                    w.check_keys(t, COUCHDB_KEYS, "[couchdb]");
+                    match w.string(t, "url") {
+                        None => {
+                            w.err(
                             key_span(root, "couchdb"),
                             "[couchdb] has no url".into(),
                             Some("add url = \"http://127.0.0.1:5984/\", or remove [couchdb] to use the embedded store".into()),
                         );
-                        StoreTarget::Embedded { path: PathBuf::new() }
+                            StoreTarget::Embedded { path: PathBuf::new() }
+                        }
+                        Some((u, span)) => w.couch_url(&u, span, env),
                     }
-                    Some((u, span)) => w.couch_url(&u, span, env),
                 }
             }
-        },
+        }
     };
 
     let mut fs_root = base_dir.join(".cozyform").join("storage");
@@ -120,12 +153,24 @@ pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> O
     {
         w.check_keys(t, STORAGE_KEYS, "[storage]");
         if let Some((p, span)) = w.string(t, "fs_root") {
-            let candidate = if Path::new(&p).is_absolute() { PathBuf::from(&p) } else { base_dir.join(&p) };
+            let candidate = if Path::new(&p).is_absolute() {
+                PathBuf::from(&p)
+            } else {
+                base_dir.join(&p)
+            };
             let candidate = normalize_path(&candidate);
             if p.is_empty() || p.contains('\0') {
-                w.err(span, "fs_root is empty or contains NUL".into(), Some("set fs_root to a directory, e.g. \"/var/lib/cozy\"".into()));
+                w.err(
+                    span,
+                    "fs_root is empty or contains NUL".into(),
+                    Some("set fs_root to a directory, e.g. \"/var/lib/cozy\"".into()),
+                );
             } else if candidate == Path::new("/") {
-                w.err(span, "fs_root resolves to /".into(), Some("instance folders need a dedicated directory, e.g. \"/var/lib/cozy\"".into()));
+                w.err(
+                    span,
+                    "fs_root resolves to /".into(),
+                    Some("instance folders need a dedicated directory, e.g. \"/var/lib/cozy\"".into()),
+                );
             } else {
                 fs_root = candidate;
             }
@@ -153,7 +198,10 @@ pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> O
         if t.len() > MAX_INSTANCES {
             w.err(
                 key_span(root, "instances"),
-                format!("the file declares {} instances; cozyform handles at most {MAX_INSTANCES} per file", t.len()),
+                format!(
+                    "the file declares {} instances; cozyform handles at most {MAX_INSTANCES} per file",
+                    t.len()
+                ),
                 Some("split the fleet into several config files".into()),
             );
             return Err(w.finish_err());
@@ -172,16 +220,26 @@ pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> O
                 }
             };
             if domain != raw_domain {
-                w.warn(dspan.clone(), format!("domain {raw_domain:?} is normalized to {domain:?}"), Some(format!("write it as [instances.\"{domain}\"]")));
+                w.warn(
+                    dspan.clone(),
+                    format!("domain {raw_domain:?} is normalized to {domain:?}"),
+                    Some(format!("write it as [instances.\"{domain}\"]")),
+                );
             }
             if let Some(prev) = seen.get(&domain) {
                 let (line, _, _) = super::diagnostics::line_col(src, prev.clone().map(|r| r.start).unwrap_or(0));
-                w.err(dspan.clone(), format!("instance {domain:?} is declared twice (first at line {line})"), Some("keep one of the two declarations".into()));
+                w.err(
+                    dspan.clone(),
+                    format!("instance {domain:?} is declared twice (first at line {line})"),
+                    Some("keep one of the two declarations".into()),
+                );
                 continue;
             }
             seen.insert(domain.clone(), dspan.clone());
             let what = format!("instance {domain:?}");
-            let Some(it) = w.table(item, t.key(raw_domain), &what) else { continue };
+            let Some(it) = w.table(item, t.key(raw_domain), &what) else {
+                continue;
+            };
             w.check_keys(it, INSTANCE_KEYS, &what);
             let f = w.instance_fields(it, &what);
             let mut inst = DesiredInstance::new(domain.clone());
@@ -189,13 +247,25 @@ pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> O
                 match s.as_str() {
                     "present" => {}
                     "absent" => inst.state = InstanceState::Absent,
-                    other => w.err(span, format!("state must be \"present\" or \"absent\", not {other:?}"), Some("use state = \"absent\" to destroy the instance".into())),
+                    other => w.err(
+                        span,
+                        format!("state must be \"present\" or \"absent\", not {other:?}"),
+                        Some("use state = \"absent\" to destroy the instance".into()),
+                    ),
                 }
             }
             if inst.state == InstanceState::Absent {
-                let extra: Vec<&str> = it.iter().map(|(k, _)| k).filter(|k| !matches!(*k, "state" | "prevent_destroy")).collect();
+                let extra: Vec<&str> = it
+                    .iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| !matches!(*k, "state" | "prevent_destroy"))
+                    .collect();
                 if !extra.is_empty() {
-                    w.warn(dspan.clone(), format!("{what} is absent; its keys {} are ignored", extra.join(", ")), Some("remove them, or set state = \"present\"".into()));
+                    w.warn(
+                        dspan.clone(),
+                        format!("{what} is absent; its keys {} are ignored", extra.join(", ")),
+                        Some("remove them, or set state = \"present\"".into()),
+                    );
                 }
             }
             let merged = f.merge_over(&defaults);
@@ -207,24 +277,49 @@ pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> O
             inst.blocked = merged.blocked;
             inst.blocking_reason = merged.blocking_reason.clone();
             inst.settings = merged.settings;
-            for (k, v) in [("email", merged.email), ("public_name", merged.public_name), ("phone", merged.phone), ("tz", merged.tz)] {
+            for (k, v) in [
+                ("email", merged.email),
+                ("public_name", merged.public_name),
+                ("phone", merged.phone),
+                ("tz", merged.tz),
+            ] {
                 if let Some(v) = v {
                     inst.settings.insert(k.to_string(), v);
                 }
             }
             if inst.blocking_reason.is_some() && inst.blocked != Some(true) {
-                let span = f.blocking_reason_span.clone().or(defaults.blocking_reason_span.clone()).or(dspan.clone());
-                w.err(span, format!("{what} has blocking_reason but is not blocked"), Some("add blocked = true, or remove blocking_reason".into()));
+                let span = f
+                    .blocking_reason_span
+                    .clone()
+                    .or(defaults.blocking_reason_span.clone())
+                    .or(dspan.clone());
+                w.err(
+                    span,
+                    format!("{what} has blocking_reason but is not blocked"),
+                    Some("add blocked = true, or remove blocking_reason".into()),
+                );
             }
             if let Some(aliases) = &f.domain_aliases {
                 let mut list = Vec::new();
                 for (raw, span) in aliases {
                     match validate_domain(raw) {
-                        Err(e) => w.err(span.clone(), format!("invalid alias {raw:?} of {what}: {e}"), Some("an alias follows the same rules as a domain".into())),
-                        Ok(a) if a == domain => w.err(span.clone(), format!("alias {a:?} is the domain of {what} itself"), Some("remove it from domain_aliases".into())),
+                        Err(e) => w.err(
+                            span.clone(),
+                            format!("invalid alias {raw:?} of {what}: {e}"),
+                            Some("an alias follows the same rules as a domain".into()),
+                        ),
+                        Ok(a) if a == domain => w.err(
+                            span.clone(),
+                            format!("alias {a:?} is the domain of {what} itself"),
+                            Some("remove it from domain_aliases".into()),
+                        ),
                         Ok(a) => {
                             if let Some((owner, _)) = alias_owner.get(&a) {
-                                w.err(span.clone(), format!("alias {a:?} is declared by both {owner:?} and {domain:?}"), Some("an alias belongs to one instance only".into()));
+                                w.err(
+                                    span.clone(),
+                                    format!("alias {a:?} is declared by both {owner:?} and {domain:?}"),
+                                    Some("an alias belongs to one instance only".into()),
+                                );
                             } else {
                                 alias_owner.insert(a.clone(), (domain.clone(), span.clone()));
                                 list.push(a);
@@ -239,7 +334,11 @@ pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> O
     }
     for (alias, (owner, span)) in &alias_owner {
         if seen.contains_key(alias) {
-            w.err(span.clone(), format!("alias {alias:?} of {owner:?} is also declared as an instance"), Some("an alias cannot be another instance's domain".into()));
+            w.err(
+                span.clone(),
+                format!("alias {alias:?} of {owner:?} is also declared as an instance"),
+                Some("an alias cannot be another instance's domain".into()),
+            );
         }
     }
 
@@ -251,7 +350,14 @@ pub fn load_str(src: &str, file: &Path, base_dir: &Path, env: &dyn Fn(&str) -> O
     let mut warnings = w.diags;
     sort_diags(&mut warnings);
     Ok(Loaded {
-        desired: Desired { config_path: file.to_path_buf(), config_hash, prune, store, fs_root, instances },
+        desired: Desired {
+            config_path: file.to_path_buf(),
+            config_hash,
+            prune,
+            store,
+            fs_root,
+            instances,
+        },
         warnings,
     })
 }
@@ -272,7 +378,11 @@ pub fn normalize_path(p: &Path) -> PathBuf {
             other => out.push(other.as_os_str()),
         }
     }
-    if out.as_os_str().is_empty() { PathBuf::from("/") } else { out }
+    if out.as_os_str().is_empty() {
+        PathBuf::from("/")
+    } else {
+        out
+    }
 }
 
 fn key_span(t: &toml_edit::Table, key: &str) -> Option<Range<usize>> {
@@ -322,7 +432,11 @@ impl Fields {
             settings,
             blocked: self.blocked.or(d.blocked),
             // A reason only travels with the blocked state it was declared with.
-            blocking_reason: if self.blocked.is_some() { self.blocking_reason.clone() } else { self.blocking_reason.clone().or(d.blocking_reason.clone()) },
+            blocking_reason: if self.blocked.is_some() {
+                self.blocking_reason.clone()
+            } else {
+                self.blocking_reason.clone().or(d.blocking_reason.clone())
+            },
             blocking_reason_span: self.blocking_reason_span.clone(),
             prevent_destroy: self.prevent_destroy.or(d.prevent_destroy),
         }
@@ -354,7 +468,8 @@ fn type_name(item: &Item) -> &'static str {
 
 impl Walker<'_> {
     fn push(&mut self, severity: Severity, span: Option<Range<usize>>, message: String, hint: Option<String>) {
-        self.diags.push(Diagnostic::at(severity, self.file, self.src, span, message, hint));
+        self.diags
+            .push(Diagnostic::at(severity, self.file, self.src, span, message, hint));
     }
     fn err(&mut self, span: Option<Range<usize>>, message: String, hint: Option<String>) {
         self.push(Severity::Error, span, message, hint);
@@ -364,7 +479,9 @@ impl Walker<'_> {
     }
     fn finish_err(mut self) -> ConfigError {
         sort_diags(&mut self.diags);
-        ConfigError { diagnostics: self.diags }
+        ConfigError {
+            diagnostics: self.diags,
+        }
     }
 
     fn table<'t>(&mut self, item: &'t Item, key: Option<&toml_edit::Key>, what: &str) -> Option<&'t dyn TableLike> {
@@ -372,7 +489,11 @@ impl Walker<'_> {
             Some(t) => Some(t),
             None => {
                 let span = key.and_then(|k| k.span()).or(item.span());
-                self.err(span, format!("`{what}` must be a table, found {}", type_name(item)), Some(format!("write it as [{what}] followed by its keys")));
+                self.err(
+                    span,
+                    format!("`{what}` must be a table, found {}", type_name(item)),
+                    Some(format!("write it as [{what}] followed by its keys")),
+                );
                 None
             }
         }
@@ -398,7 +519,11 @@ impl Walker<'_> {
     fn wrong_type(&mut self, t: &dyn TableLike, key: &str, expected: &str, example: &str) {
         let item = t.get(key).expect("key exists");
         let span = Self::value_span(t, key);
-        self.err(span, format!("`{key}` must be {expected}, found {}", type_name(item)), Some(format!("for example: {key} = {example}")));
+        self.err(
+            span,
+            format!("`{key}` must be {expected}, found {}", type_name(item)),
+            Some(format!("for example: {key} = {example}")),
+        );
     }
 
     fn string(&mut self, t: &dyn TableLike, key: &str) -> Option<(String, Option<Range<usize>>)> {
@@ -415,7 +540,13 @@ impl Walker<'_> {
     fn nonempty_string(&mut self, t: &dyn TableLike, key: &str, example: &str) -> Option<String> {
         let (s, span) = self.string(t, key)?;
         if s.trim().is_empty() {
-            self.err(span, format!("`{key}` is empty"), Some(format!("remove the key to leave it alone, or set a value such as {key} = {example}")));
+            self.err(
+                span,
+                format!("`{key}` is empty"),
+                Some(format!(
+                    "remove the key to leave it alone, or set a value such as {key} = {example}"
+                )),
+            );
             return None;
         }
         Some(s)
@@ -451,19 +582,32 @@ impl Walker<'_> {
             let span = Self::value_span(t, "locale");
             self.warn(
                 span,
-                format!("locale {l:?} of {what} is not translated by cozy-stack; its default folders get English names"),
-                Some(format!("cozy-stack loads translations for {} only", crate::layout::SUPPORTED_LOCALES.join(" and "))),
+                format!(
+                    "locale {l:?} of {what} is not translated by cozy-stack; its default folders get English names"
+                ),
+                Some(format!(
+                    "cozy-stack loads translations for {} only",
+                    crate::layout::SUPPORTED_LOCALES.join(" and ")
+                )),
             );
         }
         if let Some((reason, span)) = self.string(t, "blocking_reason") {
             if reason.trim().is_empty() {
-                self.err(span.clone(), "`blocking_reason` is empty".into(), Some(format!("use one of {}", BLOCKING_REASONS.join(", "))));
+                self.err(
+                    span.clone(),
+                    "`blocking_reason` is empty".into(),
+                    Some(format!("use one of {}", BLOCKING_REASONS.join(", "))),
+                );
             } else {
                 if !BLOCKING_REASONS.contains(&reason.as_str()) {
                     let hint = suggest(&reason, BLOCKING_REASONS)
                         .map(|s| format!("did you mean \"{s}\"? cozy-stack knows {}", BLOCKING_REASONS.join(", ")))
                         .or_else(|| Some(format!("cozy-stack knows {}", BLOCKING_REASONS.join(", "))));
-                    self.warn(span.clone(), format!("blocking_reason {reason:?} of {what} is a custom reason"), hint);
+                    self.warn(
+                        span.clone(),
+                        format!("blocking_reason {reason:?} of {what} is a custom reason"),
+                        hint,
+                    );
                 }
                 f.blocking_reason = Some(reason);
                 f.blocking_reason_span = span;
@@ -494,7 +638,11 @@ impl Walker<'_> {
                     for v in arr.iter() {
                         match v.as_str() {
                             Some(s) => list.push((s.to_string(), v.span())),
-                            None => self.err(v.span(), format!("domain_aliases of {what} must hold strings"), Some("for example: domain_aliases = [\"alice.example.org\"]".into())),
+                            None => self.err(
+                                v.span(),
+                                format!("domain_aliases of {what} must hold strings"),
+                                Some("for example: domain_aliases = [\"alice.example.org\"]".into()),
+                            ),
                         }
                     }
                     f.domain_aliases = Some(list);
@@ -509,11 +657,19 @@ impl Walker<'_> {
                     for (k, v) in st.iter() {
                         let kspan = key_span_dyn(st, k);
                         if SETTINGS_DOC_KEYS.contains(&k) {
-                            self.err(kspan, format!("`settings.{k}` of {what} duplicates the `{k}` key"), Some(format!("set {k} = … directly on the instance")));
+                            self.err(
+                                kspan,
+                                format!("`settings.{k}` of {what} duplicates the `{k}` key"),
+                                Some(format!("set {k} = … directly on the instance")),
+                            );
                             continue;
                         }
                         if SETTINGS_RESERVED.contains(&k) || k.starts_with('_') {
-                            self.err(kspan, format!("`settings.{k}` of {what} is not stored in the settings doc"), Some("cozy-stack keeps this on the instance doc; remove it from settings".into()));
+                            self.err(
+                                kspan,
+                                format!("`settings.{k}` of {what} is not stored in the settings doc"),
+                                Some("cozy-stack keeps this on the instance doc; remove it from settings".into()),
+                            );
                             continue;
                         }
                         match v.as_str() {
@@ -522,7 +678,11 @@ impl Walker<'_> {
                             }
                             None => {
                                 let span = v.span().or(kspan);
-                                self.err(span, format!("`settings.{k}` of {what} must be a string, found {}", type_name(v)), Some(format!("cozy-stack stores settings values as strings: {k} = \"…\"")));
+                                self.err(
+                                    span,
+                                    format!("`settings.{k}` of {what} must be a string, found {}", type_name(v)),
+                                    Some(format!("cozy-stack stores settings values as strings: {k} = \"…\"")),
+                                );
                             }
                         }
                     }
@@ -533,7 +693,12 @@ impl Walker<'_> {
         f
     }
 
-    fn couch_url(&mut self, raw: &str, span: Option<Range<usize>>, env: &dyn Fn(&str) -> Option<String>) -> StoreTarget {
+    fn couch_url(
+        &mut self,
+        raw: &str,
+        span: Option<Range<usize>>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> StoreTarget {
         let hint = Some("use a URL such as url = \"http://127.0.0.1:5984/\"".to_string());
         let mut u = match url::Url::parse(raw) {
             Ok(u) => u,
@@ -543,11 +708,25 @@ impl Walker<'_> {
             }
         };
         if u.scheme() != "http" && u.scheme() != "https" {
-            self.err(span, format!("[couchdb] url has scheme {:?}; CouchDB speaks http or https", u.scheme()), hint);
+            self.err(
+                span,
+                format!(
+                    "[couchdb] url has scheme {:?}; CouchDB speaks http or https",
+                    u.scheme()
+                ),
+                hint,
+            );
             return StoreTarget::Embedded { path: PathBuf::new() };
         }
         if u.path() != "/" {
-            self.err(span, format!("[couchdb] url has the path {:?}", u.path()), Some("cozyform (like its couch_rs client) talks to CouchDB at the root of the URL; remove the path".into()));
+            self.err(
+                span,
+                format!("[couchdb] url has the path {:?}", u.path()),
+                Some(
+                    "cozyform (like its couch_rs client) talks to CouchDB at the root of the URL; remove the path"
+                        .into(),
+                ),
+            );
         }
         let url_user = (!u.username().is_empty()).then(|| percent_decode(u.username()));
         let url_pass = u.password().map(percent_decode);
@@ -555,7 +734,11 @@ impl Walker<'_> {
         let _ = u.set_password(None);
         let user = url_user.or_else(|| env("COUCHDB_USER"));
         let password = url_pass.or_else(|| env("COUCHDB_PASSWORD"));
-        StoreTarget::Couch { url: u.to_string(), user, password }
+        StoreTarget::Couch {
+            url: u.to_string(),
+            user,
+            password,
+        }
     }
 }
 
@@ -596,7 +779,9 @@ mod tests {
 
     #[test]
     fn collects_every_error_in_one_run() {
-        let e = errors("prune = 1\n[instances.\"a b\"]\n[instances.\"c.example\"]\ndisk_quota = \"5XB\"\nblocking_reason = \"X\"\nlocale = 3\n");
+        let e = errors(
+            "prune = 1\n[instances.\"a b\"]\n[instances.\"c.example\"]\ndisk_quota = \"5XB\"\nblocking_reason = \"X\"\nlocale = 3\n",
+        );
         assert_eq!(e.len(), 5, "{e:#?}");
     }
 
@@ -616,7 +801,9 @@ mod tests {
 
     #[test]
     fn aliases_unique_across_file() {
-        let e = errors("[instances.\"a.example\"]\ndomain_aliases = [\"x.example\"]\n[instances.\"b.example\"]\ndomain_aliases = [\"x.example\"]\n");
+        let e = errors(
+            "[instances.\"a.example\"]\ndomain_aliases = [\"x.example\"]\n[instances.\"b.example\"]\ndomain_aliases = [\"x.example\"]\n",
+        );
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].line, 4);
     }
@@ -642,7 +829,11 @@ mod tests {
         assert_eq!(l.desired.instances["a.example"].disk_quota, Some(5 << 30));
         assert_eq!(
             l.desired.store,
-            StoreTarget::Couch { url: "http://127.0.0.1:5984/".into(), user: Some("u".into()), password: Some("p@ss".into()) }
+            StoreTarget::Couch {
+                url: "http://127.0.0.1:5984/".into(),
+                user: Some("u".into()),
+                password: Some("p@ss".into())
+            }
         );
     }
 

@@ -33,7 +33,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 6, base_delay: Duration::from_millis(100), max_total: Duration::from_secs(20) }
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(100),
+            max_total: Duration::from_secs(20),
+        }
     }
 }
 
@@ -56,7 +60,12 @@ impl CouchStore {
     /// Builds the client; no request is made. `url` must not contain credentials.
     pub fn new(url: &str, user: Option<&str>, password: Option<&str>, timeout_secs: u64) -> StoreResult<Self> {
         let client = couch_rs::Client::new_with_timeout(url, user, password, Some(timeout_secs)).map_err(|e| {
-            StoreError::Transport { method: "INIT".into(), url: url.into(), message: e.to_string(), retryable: false }
+            StoreError::Transport {
+                method: "INIT".into(),
+                url: url.into(),
+                message: e.to_string(),
+                retryable: false,
+            }
         })?;
         Ok(CouchStore {
             client,
@@ -87,7 +96,13 @@ impl CouchStore {
 
     /// Sends one request, retrying when safe. Returns the status and the body parsed as JSON
     /// (`Value::Null` when empty or not JSON).
-    async fn call(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> StoreResult<(StatusCode, Value)> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> StoreResult<(StatusCode, Value)> {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -107,12 +122,19 @@ impl CouchStore {
             }
             let exp = self.retry.base_delay.saturating_mul(1 << (attempt - 1).min(8));
             let jitter = rand::random_range(0..=exp.as_millis() as u64 / 2 + 1);
-            let delay = (exp + Duration::from_millis(jitter)).min(self.retry.max_total.saturating_sub(started.elapsed()));
+            let delay =
+                (exp + Duration::from_millis(jitter)).min(self.retry.max_total.saturating_sub(started.elapsed()));
             tokio::time::sleep(delay).await;
         }
     }
 
-    async fn call_once(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> StoreResult<(StatusCode, Value)> {
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> StoreResult<(StatusCode, Value)> {
         self.counter.inc();
         let started = Instant::now();
         let mut req = self.client.req(method.clone(), path, None);
@@ -136,9 +158,18 @@ impl CouchStore {
             retryable: true,
         })?;
         if self.verbose {
-            eprintln!("http: {method} {} {} {:?}", self.url_for(path), status.as_u16(), started.elapsed());
+            eprintln!(
+                "http: {method} {} {} {:?}",
+                self.url_for(path),
+                status.as_u16(),
+                started.elapsed()
+            );
         }
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
         Ok((status, value))
     }
 
@@ -147,16 +178,28 @@ impl CouchStore {
     }
 
     fn http_error(&self, method: &Method, path: &str, status: StatusCode, body: &Value) -> StoreError {
-        let reason = match (body.get("error").and_then(Value::as_str), body.get("reason").and_then(Value::as_str)) {
+        let reason = match (
+            body.get("error").and_then(Value::as_str),
+            body.get("reason").and_then(Value::as_str),
+        ) {
             (Some(e), Some(r)) => format!("{e}: {r}"),
             (Some(e), None) => e.to_string(),
             _ => status.canonical_reason().unwrap_or("").to_string(),
         };
-        StoreError::Http { method: method.to_string(), url: self.url_for(path), status: status.as_u16(), reason }
+        StoreError::Http {
+            method: method.to_string(),
+            url: self.url_for(path),
+            status: status.as_u16(),
+            reason,
+        }
     }
 
     fn decode_err(&self, method: &str, path: &str, message: impl Into<String>) -> StoreError {
-        StoreError::Decode { method: method.into(), url: self.url_for(path), message: message.into() }
+        StoreError::Decode {
+            method: method.into(),
+            url: self.url_for(path),
+            message: message.into(),
+        }
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -165,7 +208,11 @@ impl CouchStore {
             return Err(self.http_error(&Method::GET, "/", status, &body));
         }
         if body.get("couchdb").is_none() {
-            return Err(self.decode_err("GET", "/", "this server does not answer like CouchDB (no \"couchdb\" key in GET /)"));
+            return Err(self.decode_err(
+                "GET",
+                "/",
+                "this server does not answer like CouchDB (no \"couchdb\" key in GET /)",
+            ));
         }
         Ok(())
     }
@@ -185,7 +232,8 @@ impl CouchStore {
             if !status.is_success() {
                 return Err(self.http_error(&Method::GET, "/_all_dbs", status, &body));
             }
-            let page: Vec<String> = serde_json::from_value(body).map_err(|e| self.decode_err("GET", "/_all_dbs", e.to_string()))?;
+            let page: Vec<String> =
+                serde_json::from_value(body).map_err(|e| self.decode_err("GET", "/_all_dbs", e.to_string()))?;
             let n = page.len();
             if let Some(last) = page.last() {
                 from = last.clone();
@@ -243,15 +291,24 @@ impl CouchStore {
             return Ok(Vec::new());
         }
         let path = format!("/{}/_all_docs", seg(db));
-        let (status, body) =
-            self.call(Method::POST, &path, &[("include_docs", "true".into())], Some(&json!({ "keys": ids }))).await?;
+        let (status, body) = self
+            .call(
+                Method::POST,
+                &path,
+                &[("include_docs", "true".into())],
+                Some(&json!({ "keys": ids })),
+            )
+            .await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(vec![None; ids.len()]);
         }
         if !status.is_success() {
             return Err(self.http_error(&Method::POST, &path, status, &body));
         }
-        let rows = body.get("rows").and_then(Value::as_array).ok_or_else(|| self.decode_err("POST", &path, "no rows"))?;
+        let rows = body
+            .get("rows")
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.decode_err("POST", &path, "no rows"))?;
         let mut by_id = std::collections::HashMap::new();
         for row in rows {
             if let (Some(id), Some(doc)) = (row.get("key").and_then(Value::as_str), row.get("doc"))
@@ -277,12 +334,21 @@ impl CouchStore {
         if !status.is_success() {
             return Err(self.http_error(&Method::GET, &path, status, &body));
         }
-        let rows = body.get("rows").and_then(Value::as_array).ok_or_else(|| self.decode_err("GET", &path, "no rows"))?;
-        Ok(rows.iter().filter_map(|r| r.get("doc").filter(|d| d.is_object()).cloned()).collect())
+        let rows = body
+            .get("rows")
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.decode_err("GET", &path, "no rows"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get("doc").filter(|d| d.is_object()).cloned())
+            .collect())
     }
 
     pub async fn put_doc(&self, db: &str, doc: &Value) -> StoreResult<String> {
-        let id = doc.get("_id").and_then(Value::as_str).ok_or_else(|| self.decode_err("PUT", db, "document without _id"))?;
+        let id = doc
+            .get("_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.decode_err("PUT", db, "document without _id"))?;
         let path = format!("/{}/{}", seg(db), seg(id));
         let (status, body) = self.call(Method::PUT, &path, &[], Some(doc)).await?;
         match status {
@@ -291,29 +357,41 @@ impl CouchStore {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .ok_or_else(|| self.decode_err("PUT", &path, "no rev in the answer")),
-            StatusCode::CONFLICT => Err(StoreError::Conflict { db: db.into(), id: id.into() }),
+            StatusCode::CONFLICT => Err(StoreError::Conflict {
+                db: db.into(),
+                id: id.into(),
+            }),
             s => Err(self.http_error(&Method::PUT, &path, s, &body)),
         }
     }
 
     pub async fn delete_doc(&self, db: &str, id: &str, rev: &str) -> StoreResult<()> {
         let path = format!("/{}/{}", seg(db), seg(id));
-        let (status, body) = self.call(Method::DELETE, &path, &[("rev", rev.to_string())], None).await?;
+        let (status, body) = self
+            .call(Method::DELETE, &path, &[("rev", rev.to_string())], None)
+            .await?;
         match status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Ok(()),
-            StatusCode::CONFLICT => Err(StoreError::Conflict { db: db.into(), id: id.into() }),
+            StatusCode::CONFLICT => Err(StoreError::Conflict {
+                db: db.into(),
+                id: id.into(),
+            }),
             s => Err(self.http_error(&Method::DELETE, &path, s, &body)),
         }
     }
 
     pub async fn bulk_docs(&self, db: &str, docs: &[Value]) -> StoreResult<Vec<BulkResult>> {
         let path = format!("/{}/_bulk_docs", seg(db));
-        let (status, body) = self.call(Method::POST, &path, &[], Some(&json!({ "docs": docs }))).await?;
+        let (status, body) = self
+            .call(Method::POST, &path, &[], Some(&json!({ "docs": docs })))
+            .await?;
         if !status.is_success() {
             return Err(self.http_error(&Method::POST, &path, status, &body));
         }
-        let rows = body.as_array().ok_or_else(|| self.decode_err("POST", &path, "not an array"))?;
+        let rows = body
+            .as_array()
+            .ok_or_else(|| self.decode_err("POST", &path, "not an array"))?;
         Ok(rows
             .iter()
             .map(|r| BulkResult {
@@ -342,7 +420,11 @@ impl CouchStore {
         if !status.is_success() {
             return Err(self.http_error(&Method::GET, &path, status, &body));
         }
-        Ok(body.get("indexes").and_then(Value::as_array).cloned().unwrap_or_default())
+        Ok(body
+            .get("indexes")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
     }
 }
 

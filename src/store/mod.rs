@@ -23,13 +23,27 @@ pub enum StoreError {
     Conflict { db: String, id: String },
     /// An HTTP answer that is neither success nor an expected status.
     #[error("{method} {url} answered {status}: {reason}")]
-    Http { method: String, url: String, status: u16, reason: String },
+    Http {
+        method: String,
+        url: String,
+        status: u16,
+        reason: String,
+    },
     /// The server could not be reached, or the request timed out.
     #[error("{method} {url} failed: {message}")]
-    Transport { method: String, url: String, message: String, retryable: bool },
+    Transport {
+        method: String,
+        url: String,
+        message: String,
+        retryable: bool,
+    },
     /// The answer could not be decoded.
     #[error("{method} {url}: unexpected answer: {message}")]
-    Decode { method: String, url: String, message: String },
+    Decode {
+        method: String,
+        url: String,
+        message: String,
+    },
     /// The embedded store failed.
     #[error("embedded store {path}: {message}")]
     Embedded { path: String, message: String },

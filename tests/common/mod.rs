@@ -51,7 +51,9 @@ impl TestCouch {
         if in_memory {
             cmd.arg("--in-memory");
         }
-        let mut child = cmd.spawn().expect("node must be installed to run the test CouchDB server");
+        let mut child = cmd
+            .spawn()
+            .expect("node must be installed to run the test CouchDB server");
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -59,14 +61,26 @@ impl TestCouch {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the test CouchDB server did not start within 30 s");
-        let url = line.trim().strip_prefix("couch-shim listening on ").unwrap_or_else(|| panic!("unexpected server output: {line:?}")).to_string();
-        TestCouch { child, url: format!("{url}/"), dir }
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the test CouchDB server did not start within 30 s");
+        let url = line
+            .trim()
+            .strip_prefix("couch-shim listening on ")
+            .unwrap_or_else(|| panic!("unexpected server output: {line:?}"))
+            .to_string();
+        TestCouch {
+            child,
+            url: format!("{url}/"),
+            dir,
+        }
     }
 
     /// A client of this server (the same client cozyform uses), to inspect and tamper with state.
     pub fn store(&self) -> Store {
-        Store::Couch(Arc::new(CouchStore::new(&self.url, Some(ADMIN_USER), Some(ADMIN_PASSWORD), 30).unwrap()))
+        Store::Couch(Arc::new(
+            CouchStore::new(&self.url, Some(ADMIN_USER), Some(ADMIN_PASSWORD), 30).unwrap(),
+        ))
     }
 
     /// Stops the server, keeping its directory (for a restart test).
@@ -102,7 +116,11 @@ pub struct Workspace {
 impl Workspace {
     pub fn new(backend: Backend) -> Workspace {
         let couch = (backend == Backend::Couch).then(TestCouch::start);
-        Workspace { dir: tempfile::tempdir().unwrap(), couch, backend }
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+            couch,
+            backend,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -151,21 +169,32 @@ impl Workspace {
     pub fn store(&self) -> Store {
         match &self.couch {
             Some(c) => c.store(),
-            None => Store::Embedded(Arc::new(EmbeddedStore::open(&self.path().join(".cozyform/store.sqlite")).unwrap())),
+            None => Store::Embedded(Arc::new(
+                EmbeddedStore::open(&self.path().join(".cozyform/store.sqlite")).unwrap(),
+            )),
         }
     }
 
     /// Runs `apply --auto-approve` and asserts success; returns stdout.
     pub fn apply_ok(&self) -> String {
         let out = self.cmd().args(["apply", "--auto-approve"]).output().unwrap();
-        assert!(out.status.success(), "apply failed:\nstdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "apply failed:\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs `plan --detailed-exitcode`; returns (exit code, stdout, stderr).
     pub fn plan(&self) -> (i32, String, String) {
         let out = self.cmd().args(["plan", "--detailed-exitcode"]).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
     }
 
     /// Asserts that the plan is empty (exit 0, "No changes.").
@@ -178,5 +207,9 @@ impl Workspace {
 
 /// Runs a future on a fresh runtime (tests are synchronous; the library is async).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }

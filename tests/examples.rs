@@ -1,0 +1,57 @@
+//! Every example config parses and validates, and the committed config schema is the generated one.
+
+use std::path::Path;
+
+fn check(path: &Path) {
+    let loaded = cozyform::config::load(path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+    assert!(
+        !loaded.desired.instances.is_empty(),
+        "{} declares no instance",
+        path.display()
+    );
+}
+
+#[test]
+fn every_example_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    check(&root.join("instances.toml.example"));
+    let mut n = 0;
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            check(&p);
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected at least a small and a multi-tenant example");
+}
+
+#[test]
+fn committed_config_schema_is_up_to_date() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("schemas/instances.schema.json")).unwrap()).unwrap();
+    assert_eq!(
+        committed,
+        cozyform::config::json_schema(),
+        "schemas/instances.schema.json is stale: run `cargo run -- schema config > schemas/instances.schema.json`"
+    );
+}
+
+#[test]
+fn example_config_validates_against_the_schema() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = cozyform::config::json_schema();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for name in [
+        "instances.toml.example",
+        "examples/small.toml",
+        "examples/multi-tenant.toml",
+    ] {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        let value: toml::Value = toml::from_str(&text).unwrap();
+        let json = serde_json::to_value(value).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+    }
+}
