@@ -526,3 +526,349 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
         existing: Some(existing_of(h)),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::actual::{ActualInstance, DeepState};
+    use crate::desired::StoreTarget;
+    use crate::fsops::FsState;
+
+    pub(crate) fn desired(instances: Vec<DesiredInstance>, prune: bool) -> Desired {
+        Desired {
+            config_path: PathBuf::from("instances.toml"),
+            config_hash: String::new(),
+            prune,
+            store: StoreTarget::Embedded {
+                path: PathBuf::from("/x/store.sqlite"),
+            },
+            fs_root: PathBuf::from("/srv/cozy"),
+            instances: instances.into_iter().map(|i| (i.domain.clone(), i)).collect(),
+        }
+    }
+
+    /// An existing, complete instance as cozyform creates it.
+    pub(crate) fn existing(domain: &str, doc: Value) -> ActualInstance {
+        let prefix = layout::instance_prefix(domain);
+        let mut m = doc.as_object().cloned().unwrap_or_default();
+        m.insert("domain".into(), json!(domain));
+        m.insert("prefix".into(), json!(prefix));
+        m.entry("locale").or_insert(json!("en"));
+        ActualInstance {
+            id: layout::derived_id("instance", domain),
+            rev: "2-abc".into(),
+            domain: domain.into(),
+            db_prefix: prefix.clone(),
+            doc: m,
+            doctypes: layout::INSTANCE_DOCTYPES.iter().map(|s| s.to_string()).collect(),
+            databases: layout::INSTANCE_DOCTYPES
+                .iter()
+                .map(|d| layout::db_name(&prefix, d))
+                .collect(),
+            fs: FsState {
+                root: true,
+                trash: true,
+                symlink: false,
+            },
+            settings: Observed::NotRead,
+            deep: None,
+        }
+    }
+
+    pub(crate) fn actual(instances: Vec<ActualInstance>) -> Actual {
+        Actual {
+            global_db: true,
+            instances,
+            ..Default::default()
+        }
+    }
+
+    fn only(p: &Plan) -> &InstancePlan {
+        let changed: Vec<&InstancePlan> = p.instances.iter().filter(|i| i.action != Action::NoOp).collect();
+        assert_eq!(changed.len(), 1, "{p:#?}");
+        changed[0]
+    }
+
+    #[test]
+    fn plan_creates_a_missing_instance_with_default_locale() {
+        let p = plan(
+            &desired(vec![DesiredInstance::new("a.example")], false),
+            &actual(vec![]),
+        );
+        let i = only(&p);
+        assert_eq!(i.action, Action::Create);
+        let spec = i.create.as_ref().unwrap();
+        assert_eq!(spec.locale, "en");
+        assert_eq!(spec.prefix, layout::instance_prefix("a.example"));
+        assert!(!p.create_global_db, "the global db exists");
+    }
+
+    #[test]
+    fn plan_creates_the_global_db_with_the_first_instance() {
+        let p = plan(
+            &desired(vec![DesiredInstance::new("a.example")], false),
+            &Actual::default(),
+        );
+        assert!(p.create_global_db);
+        assert_eq!(p.global.len(), 4);
+    }
+
+    #[test]
+    fn plan_is_empty_when_nothing_differs() {
+        let mut d = DesiredInstance::new("a.example");
+        d.locale = Some("en".into());
+        let p = plan(
+            &desired(vec![d], false),
+            &actual(vec![existing("a.example", json!({}))]),
+        );
+        assert!(!p.has_changes());
+        assert_eq!(p.summary().no_op, 1);
+    }
+
+    #[test]
+    fn plan_updates_only_declared_fields() {
+        let mut d = DesiredInstance::new("a.example");
+        d.locale = Some("fr".into());
+        let p = plan(
+            &desired(vec![d], false),
+            &actual(vec![existing("a.example", json!({"context": "pro", "uuid": "u"}))]),
+        );
+        let i = only(&p);
+        assert_eq!(i.action, Action::Update);
+        assert_eq!(
+            i.changes,
+            vec![Change {
+                doc: DocKind::Instance,
+                key: "locale".into(),
+                before: Some(json!("en")),
+                after: Some(json!("fr"))
+            }]
+        );
+    }
+
+    #[test]
+    fn plan_unblocking_clears_the_reason() {
+        let mut d = DesiredInstance::new("a.example");
+        d.blocked = Some(false);
+        let p = plan(
+            &desired(vec![d], false),
+            &actual(vec![existing(
+                "a.example",
+                json!({"blocked": true, "blocking_reason": "PAYMENT_FAILED"}),
+            )]),
+        );
+        let keys: Vec<(&str, bool)> = only(&p)
+            .changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.after.is_none()))
+            .collect();
+        assert_eq!(keys, vec![("blocked", true), ("blocking_reason", true)]);
+    }
+
+    #[test]
+    fn plan_blocked_false_on_unblocked_instance_is_no_op() {
+        let mut d = DesiredInstance::new("a.example");
+        d.blocked = Some(false);
+        let p = plan(
+            &desired(vec![d], false),
+            &actual(vec![existing("a.example", json!({}))]),
+        );
+        assert!(!p.has_changes());
+    }
+
+    #[test]
+    fn plan_quota_is_compared_as_a_json_string() {
+        let mut d = DesiredInstance::new("a.example");
+        d.disk_quota = Some(5_000_000_000);
+        let same = plan(
+            &desired(vec![d.clone()], false),
+            &actual(vec![existing("a.example", json!({"disk_quota": "5000000000"}))]),
+        );
+        assert!(!same.has_changes());
+        let number = plan(
+            &desired(vec![d], false),
+            &actual(vec![existing("a.example", json!({"disk_quota": 5000000000u64}))]),
+        );
+        assert_eq!(only(&number).changes[0].after, Some(json!("5000000000")));
+    }
+
+    #[test]
+    fn plan_zero_quota_removes_it() {
+        let mut d = DesiredInstance::new("a.example");
+        d.disk_quota = Some(0);
+        let p = plan(
+            &desired(vec![d], false),
+            &actual(vec![existing("a.example", json!({"disk_quota": "10"}))]),
+        );
+        assert_eq!(only(&p).changes[0].after, None);
+    }
+
+    #[test]
+    fn plan_destroys_only_with_prune() {
+        let a = actual(vec![existing("stray.example", json!({}))]);
+        let kept = plan(&desired(vec![], false), &a);
+        assert_eq!(kept.instances[0].action, Action::Unmanaged);
+        assert!(!kept.has_changes());
+        let pruned = plan(&desired(vec![], true), &a);
+        assert_eq!(pruned.instances[0].action, Action::Destroy);
+    }
+
+    #[test]
+    fn plan_destroys_absent_instances() {
+        let mut d = DesiredInstance::new("old.example");
+        d.state = InstanceState::Absent;
+        let p = plan(
+            &desired(vec![d.clone()], false),
+            &actual(vec![existing("old.example", json!({}))]),
+        );
+        assert_eq!(only(&p).action, Action::Destroy);
+        let gone = plan(&desired(vec![d], false), &actual(vec![]));
+        assert!(gone.instances.is_empty());
+    }
+
+    #[test]
+    fn plan_refuses_to_destroy_with_prevent_destroy() {
+        let mut d = DesiredInstance::new("old.example");
+        d.state = InstanceState::Absent;
+        d.prevent_destroy = true;
+        let p = plan(
+            &desired(vec![d], false),
+            &actual(vec![existing("old.example", json!({}))]),
+        );
+        assert_eq!(p.errors.len(), 1);
+        assert!(p.errors[0].contains("old.example") && p.errors[0].contains("prevent_destroy"));
+    }
+
+    #[test]
+    fn plan_repairs_missing_databases_and_folders() {
+        let mut h = existing("a.example", json!({}));
+        h.doctypes.remove("io.cozy.files");
+        h.doctypes.remove("io.cozy.jobs");
+        h.fs = FsState {
+            root: false,
+            trash: false,
+            symlink: false,
+        };
+        let p = plan(
+            &desired(vec![DesiredInstance::new("a.example")], false),
+            &actual(vec![h]),
+        );
+        let i = only(&p);
+        assert_eq!(i.action, Action::Repair);
+        for r in [
+            Repair::Database {
+                doctype: "io.cozy.files".into(),
+            },
+            Repair::Database {
+                doctype: "io.cozy.jobs".into(),
+            },
+            Repair::RootDir,
+            Repair::TrashDir,
+            Repair::Folder,
+        ] {
+            assert!(i.repairs.contains(&r), "{r:?} in {:?}", i.repairs);
+        }
+    }
+
+    #[test]
+    fn plan_repairs_a_missing_settings_doc_with_declared_keys() {
+        let mut d = DesiredInstance::new("a.example");
+        d.settings.insert("email".into(), "a@x".into());
+        let mut h = existing("a.example", json!({}));
+        h.settings = Observed::Missing;
+        let p = plan(&desired(vec![d], false), &actual(vec![h]));
+        let i = only(&p);
+        assert!(i.repairs.contains(&Repair::SettingsDoc));
+        assert_eq!(i.changes[0].key, "email");
+    }
+
+    #[test]
+    fn plan_deep_repairs_indexes_views_and_dirs() {
+        let mut h = existing("a.example", json!({}));
+        h.deep = Some(DeepState {
+            root_dir: true,
+            trash_dir: false,
+            bad_indexes: vec![("io.cozy.jobs".into(), "by-queued-at".into())],
+            bad_views: vec![("io.cozy.files".into(), "disk-usage".into())],
+        });
+        let p = plan(
+            &desired(vec![DesiredInstance::new("a.example")], false),
+            &actual(vec![h]),
+        );
+        let i = only(&p);
+        assert_eq!(i.repairs.len(), 3, "{:?}", i.repairs);
+    }
+
+    #[test]
+    fn plan_clears_deleting_on_a_declared_instance() {
+        let p = plan(
+            &desired(vec![DesiredInstance::new("a.example")], false),
+            &actual(vec![existing("a.example", json!({"deleting": true}))]),
+        );
+        assert_eq!(only(&p).changes[0].key, "deleting");
+    }
+
+    #[test]
+    fn plan_reports_a_failed_deletion_of_an_unmanaged_instance() {
+        let p = plan(
+            &desired(vec![], false),
+            &actual(vec![existing("a.example", json!({"deleting": true}))]),
+        );
+        assert_eq!(p.instances[0].action, Action::Unmanaged);
+        assert!(
+            p.instances[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("deletion that failed")
+        );
+    }
+
+    #[test]
+    fn plan_refuses_an_alias_held_by_another_instance() {
+        let mut d = DesiredInstance::new("a.example");
+        d.domain_aliases = Some(vec!["b.example".into()]);
+        let p = plan(
+            &desired(vec![d], false),
+            &actual(vec![existing("b.example", json!({}))]),
+        );
+        assert_eq!(p.errors.len(), 1, "{p:#?}");
+    }
+
+    #[test]
+    fn plan_allows_an_alias_freed_in_the_same_plan() {
+        let mut a = DesiredInstance::new("a.example");
+        a.domain_aliases = Some(vec!["x.example".into()]);
+        let mut b = DesiredInstance::new("b.example");
+        b.domain_aliases = Some(vec![]);
+        let p = plan(
+            &desired(vec![a, b], false),
+            &actual(vec![existing("b.example", json!({"domain_aliases": ["x.example"]}))]),
+        );
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+    }
+
+    #[test]
+    fn plan_skips_domains_claimed_by_two_docs() {
+        let mut a = actual(vec![]);
+        a.ambiguous = BTreeSet::from(["a.example".to_string()]);
+        let p = plan(&desired(vec![DesiredInstance::new("a.example")], false), &a);
+        assert!(p.instances.is_empty());
+    }
+
+    #[test]
+    fn plan_is_deterministic_and_sorted() {
+        let d = desired(
+            vec![DesiredInstance::new("b.example"), DesiredInstance::new("a.example")],
+            true,
+        );
+        let a = actual(vec![existing("c.example", json!({}))]);
+        let p1 = plan(&d, &a);
+        assert_eq!(p1, plan(&d, &a));
+        let domains: Vec<&str> = p1.instances.iter().map(|i| i.domain.as_str()).collect();
+        assert_eq!(domains, ["a.example", "b.example", "c.example"]);
+    }
+}

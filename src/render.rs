@@ -241,3 +241,82 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::desired::{DesiredInstance, InstanceState};
+    use crate::fsops::FsState;
+    use crate::plan::plan;
+    use crate::plan::tests::{actual, desired, existing};
+
+    fn sample_plan() -> Plan {
+        let mut alice = DesiredInstance::new("alice.example.com");
+        alice.locale = Some("fr".into());
+        alice.blocked = Some(true);
+        alice.blocking_reason = Some("PAYMENT_FAILED".into());
+        alice.settings.insert("email".into(), "alice@example.com".into());
+        alice.disk_quota = Some(5_000_000_000);
+        let mut bob = DesiredInstance::new("bob.example.com");
+        bob.locale = Some("fr".into());
+        bob.blocked = Some(false);
+        let carol = DesiredInstance::new("carol.example.com");
+        let mut old = DesiredInstance::new("old.example.com");
+        old.state = InstanceState::Absent;
+        let mut carol_actual = existing("carol.example.com", json!({}));
+        carol_actual.doctypes.remove("io.cozy.jobs");
+        carol_actual.fs = FsState {
+            root: true,
+            trash: false,
+            symlink: false,
+        };
+        plan(
+            &desired(vec![alice, bob, carol, old], false),
+            &actual(vec![
+                existing(
+                    "bob.example.com",
+                    json!({"blocked": true, "blocking_reason": "PAYMENT_FAILED"}),
+                ),
+                carol_actual,
+                existing("old.example.com", json!({})),
+                existing("stray.example.com", json!({})),
+            ]),
+        )
+    }
+
+    #[test]
+    fn human_plan_snapshot() {
+        insta::assert_snapshot!(render_plan(&sample_plan(), Style::new(false)));
+    }
+
+    #[test]
+    fn human_no_changes_snapshot() {
+        let p = plan(
+            &desired(vec![DesiredInstance::new("a.example")], false),
+            &actual(vec![existing("a.example", json!({}))]),
+        );
+        insta::assert_snapshot!(render_plan(&p, Style::new(false)));
+    }
+
+    #[test]
+    fn multi_line_values_are_diffed_line_by_line() {
+        let mut out = String::new();
+        let c = Change {
+            doc: DocKind::Settings,
+            key: "motd".into(),
+            before: Some(json!("hello\nworld\n")),
+            after: Some(json!("hello\nthere\n")),
+        };
+        render_change(&mut out, &c, Style::new(false), "");
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn color_is_only_added_when_asked() {
+        let p = sample_plan();
+        assert!(!render_plan(&p, Style::new(false)).contains('\x1b'));
+        assert!(render_plan(&p, Style::new(true)).contains('\x1b'));
+    }
+}
