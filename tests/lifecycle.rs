@@ -55,7 +55,11 @@ both! {
 /// Runs the binary with `args`; returns (exit code, stdout, stderr).
 fn run(ws: &Workspace, args: &[&str]) -> (i32, String, String) {
     let out = ws.cmd().args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 /// Whether the store holds anything yet (for the embedded backend, opening it would create it).
@@ -66,12 +70,17 @@ fn store_exists(ws: &Workspace) -> bool {
 /// Every instance doc of `global/instances` (design docs excluded).
 fn instance_docs(ws: &Workspace) -> Vec<Value> {
     let docs = block_on(ws.store().all_docs_page(GLOBAL_INSTANCES_DB, None, 1000)).unwrap();
-    docs.into_iter().filter(|d| !d["_id"].as_str().unwrap_or("").starts_with("_design/")).collect()
+    docs.into_iter()
+        .filter(|d| !d["_id"].as_str().unwrap_or("").starts_with("_design/"))
+        .collect()
 }
 
 /// The instance doc of `domain`, if any.
 fn instance_doc(ws: &Workspace, domain: &str) -> Option<Value> {
-    let mut found: Vec<Value> = instance_docs(ws).into_iter().filter(|d| d["domain"] == domain).collect();
+    let mut found: Vec<Value> = instance_docs(ws)
+        .into_iter()
+        .filter(|d| d["domain"] == domain)
+        .collect();
     assert!(found.len() <= 1, "several instance docs for {domain}: {found:#?}");
     found.pop()
 }
@@ -103,15 +112,30 @@ fn folder(ws: &Workspace, domain: &str) -> PathBuf {
 fn assert_exists(ws: &Workspace, domain: &str) {
     let doc = instance_doc_ok(ws, domain);
     assert_eq!(doc["prefix"], json!(instance_prefix(domain)), "{doc:#}");
-    assert_eq!(dbs_of(ws, domain).len(), layout::INSTANCE_DOCTYPES.len(), "{:?}", dbs_of(ws, domain));
+    assert_eq!(
+        dbs_of(ws, domain).len(),
+        layout::INSTANCE_DOCTYPES.len(),
+        "{:?}",
+        dbs_of(ws, domain)
+    );
     assert!(folder(ws, domain).is_dir(), "no folder for {domain}");
-    assert!(folder(ws, domain).join(layout::TRASH_DIR_NAME).is_dir(), "no trash folder for {domain}");
+    assert!(
+        folder(ws, domain).join(layout::TRASH_DIR_NAME).is_dir(),
+        "no trash folder for {domain}"
+    );
 }
 
 /// Asserts that nothing of `domain` is left: no instance doc, no database, no folder.
 fn assert_gone(ws: &Workspace, domain: &str) {
-    assert!(instance_doc(ws, domain).is_none(), "instance doc of {domain} still there");
-    assert_eq!(dbs_of(ws, domain), Vec::<String>::new(), "databases of {domain} still there");
+    assert!(
+        instance_doc(ws, domain).is_none(),
+        "instance doc of {domain} still there"
+    );
+    assert_eq!(
+        dbs_of(ws, domain),
+        Vec::<String>::new(),
+        "databases of {domain} still there"
+    );
     assert!(!folder(ws, domain).exists(), "folder of {domain} still there");
 }
 
@@ -129,7 +153,10 @@ fn assert_registration_link(link: &str, domain: &str) {
         .strip_prefix(&format!("https://{domain}/?registerToken="))
         .unwrap_or_else(|| panic!("unexpected registration link {link:?} for {domain}"));
     assert_eq!(token.len(), 32, "{link}");
-    assert!(token.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)), "{link}");
+    assert!(
+        token.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+        "{link}"
+    );
 }
 
 /// Asserts a plan with changes (exit 2) whose output contains every `lines` entry, then returns it.
@@ -172,7 +199,10 @@ fn create_plans_changes_applies_and_converges(b: Backend) {
     assert_eq!(links.len(), 1, "{out}");
     assert_eq!(links[0].0, A);
     assert_registration_link(&links[0].1, A);
-    assert!(out.contains("Apply complete! Instances: 1 added, 0 changed, 0 destroyed."), "{out}");
+    assert!(
+        out.contains("Apply complete! Instances: 1 added, 0 changed, 0 destroyed."),
+        "{out}"
+    );
 
     assert_exists(&ws, A);
     let doc = instance_doc_ok(&ws, A);
@@ -223,7 +253,10 @@ fn modify_updates_instance_and_settings_docs(b: Backend) {
     );
     let out = ws.apply_ok();
     assert!(out.contains(&format!("{A}: updated.")), "{out}");
-    assert!(out.contains("Apply complete! Instances: 0 added, 1 changed, 0 destroyed."), "{out}");
+    assert!(
+        out.contains("Apply complete! Instances: 0 added, 1 changed, 0 destroyed."),
+        "{out}"
+    );
 
     let doc = instance_doc_ok(&ws, A);
     assert_eq!(doc["locale"], "fr");
@@ -237,8 +270,17 @@ fn modify_updates_instance_and_settings_docs(b: Backend) {
     ws.assert_no_changes();
 
     // disk_quota = 0 means unlimited: the field is removed.
-    ws.write_config("", &inst(A, &FULL_AFTER.replace("disk_quota = \"5GiB\"", "disk_quota = 0")));
-    assert_plan_has(&ws, &["- disk_quota: \"5368709120\"", "Plan: 0 to add, 1 to change, 0 to destroy."]);
+    ws.write_config(
+        "",
+        &inst(A, &FULL_AFTER.replace("disk_quota = \"5GiB\"", "disk_quota = 0")),
+    );
+    assert_plan_has(
+        &ws,
+        &[
+            "- disk_quota: \"5368709120\"",
+            "Plan: 0 to add, 1 to change, 0 to destroy.",
+        ],
+    );
     ws.apply_ok();
     assert!(instance_doc_ok(&ws, A).get("disk_quota").is_none());
     ws.assert_no_changes();
@@ -250,7 +292,10 @@ fn omitted_key_leaves_the_field_alone(b: Backend) {
     ws.apply_ok();
 
     // Without email (tz and offer still declared, so the settings doc is read and compared).
-    ws.write_config("", &inst(A, &FULL_BEFORE.replace("email = \"alice@example.com\"\n", "")));
+    ws.write_config(
+        "",
+        &inst(A, &FULL_BEFORE.replace("email = \"alice@example.com\"\n", "")),
+    );
     ws.assert_no_changes();
     // Without any key at all.
     ws.write_config("", &inst(A, ""));
@@ -277,7 +322,14 @@ fn block_with_reason_then_unblock_removes_both_fields(b: Backend) {
     ws.apply_ok();
 
     ws.write_config("", &inst(A, "blocked = true\nblocking_reason = \"PAYMENT_FAILED\""));
-    assert_plan_has(&ws, &["+ blocked: true", "+ blocking_reason: \"PAYMENT_FAILED\"", "Plan: 0 to add, 1 to change, 0 to destroy."]);
+    assert_plan_has(
+        &ws,
+        &[
+            "+ blocked: true",
+            "+ blocking_reason: \"PAYMENT_FAILED\"",
+            "Plan: 0 to add, 1 to change, 0 to destroy.",
+        ],
+    );
     ws.apply_ok();
     let doc = instance_doc_ok(&ws, A);
     assert_eq!(doc["blocked"], json!(true));
@@ -285,7 +337,14 @@ fn block_with_reason_then_unblock_removes_both_fields(b: Backend) {
     ws.assert_no_changes();
 
     ws.write_config("", &inst(A, "blocked = false"));
-    assert_plan_has(&ws, &["- blocked: true", "- blocking_reason: \"PAYMENT_FAILED\"", "Plan: 0 to add, 1 to change, 0 to destroy."]);
+    assert_plan_has(
+        &ws,
+        &[
+            "- blocked: true",
+            "- blocking_reason: \"PAYMENT_FAILED\"",
+            "Plan: 0 to add, 1 to change, 0 to destroy.",
+        ],
+    );
     ws.apply_ok();
     let doc = instance_doc_ok(&ws, A);
     assert!(doc.get("blocked").is_none(), "{doc:#}");
@@ -305,13 +364,21 @@ fn repair_recreates_a_deleted_database(b: Backend) {
 
     assert_plan_has(
         &ws,
-        &[&format!("! instance \"{A}\" {{"), "missing database io.cozy.jobs", "Plan: 0 to add, 1 to change, 0 to destroy."],
+        &[
+            &format!("! instance \"{A}\" {{"),
+            "missing database io.cozy.jobs",
+            "Plan: 0 to add, 1 to change, 0 to destroy.",
+        ],
     );
     let out = ws.apply_ok();
     assert!(out.contains(&format!("{A}: repaired.")), "{out}");
     assert!(block_on(ws.store().db_exists(&jobs)).unwrap());
     // Its indexes come back with it.
-    let out = ws.cmd().args(["plan", "--detailed-exitcode", "--deep"]).output().unwrap();
+    let out = ws
+        .cmd()
+        .args(["plan", "--detailed-exitcode", "--deep"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     ws.assert_no_changes();
 }
@@ -322,7 +389,10 @@ fn repair_recreates_the_instance_folder(b: Backend) {
     ws.apply_ok();
     std::fs::remove_dir_all(folder(&ws, A)).unwrap();
 
-    assert_plan_has(&ws, &["missing folder on disk", "Plan: 0 to add, 1 to change, 0 to destroy."]);
+    assert_plan_has(
+        &ws,
+        &["missing folder on disk", "Plan: 0 to add, 1 to change, 0 to destroy."],
+    );
     ws.apply_ok();
     assert!(folder(&ws, A).is_dir());
     assert!(folder(&ws, A).join(layout::TRASH_DIR_NAME).is_dir());
@@ -341,10 +411,17 @@ fn repair_recreates_the_instance_folder(b: Backend) {
 
 fn repair_recreates_a_deleted_settings_doc(b: Backend) {
     let ws = Workspace::new(b);
-    ws.write_config("", &inst(A, "email = \"alice@example.com\"\nsettings = { offer = \"free\" }"));
+    ws.write_config(
+        "",
+        &inst(A, "email = \"alice@example.com\"\nsettings = { offer = \"free\" }"),
+    );
     ws.apply_ok();
     let doc = settings_doc(&ws, A).unwrap();
-    block_on(ws.store().delete_doc(&settings_db(A), layout::SETTINGS_DOC_ID, doc["_rev"].as_str().unwrap())).unwrap();
+    block_on(
+        ws.store()
+            .delete_doc(&settings_db(A), layout::SETTINGS_DOC_ID, doc["_rev"].as_str().unwrap()),
+    )
+    .unwrap();
     assert!(settings_doc(&ws, A).is_none());
 
     assert_plan_has(
@@ -375,11 +452,18 @@ fn absent_destroys_databases_folder_and_doc(b: Backend) {
     ws.write_config("", &format!("{}{}", inst(A, "state = \"absent\""), inst(B, "")));
     assert_plan_has(
         &ws,
-        &[&format!("# {A} will be destroyed"), &format!("- instance \"{A}\""), "Plan: 0 to add, 0 to change, 1 to destroy."],
+        &[
+            &format!("# {A} will be destroyed"),
+            &format!("- instance \"{A}\""),
+            "Plan: 0 to add, 0 to change, 1 to destroy.",
+        ],
     );
     let out = ws.apply_ok();
     assert!(out.contains(&format!("{A}: destroyed.")), "{out}");
-    assert!(out.contains("Apply complete! Instances: 0 added, 0 changed, 1 destroyed."), "{out}");
+    assert!(
+        out.contains("Apply complete! Instances: 0 added, 0 changed, 1 destroyed."),
+        "{out}"
+    );
     assert_gone(&ws, A);
     assert_exists(&ws, B);
     ws.assert_no_changes();
@@ -393,7 +477,10 @@ fn absent_instance_that_does_not_exist_is_a_no_op(b: Backend) {
     assert!(out.contains("No changes."), "{out}");
     assert!(!ws.fs_root().join(A).exists());
     if store_exists(&ws) {
-        assert!(!block_on(ws.store().db_exists(GLOBAL_INSTANCES_DB)).unwrap(), "a no-op apply created global/instances");
+        assert!(
+            !block_on(ws.store().db_exists(GLOBAL_INSTANCES_DB)).unwrap(),
+            "a no-op apply created global/instances"
+        );
         assert!(dbs_of(&ws, A).is_empty());
     }
     ws.assert_no_changes();
@@ -411,7 +498,10 @@ fn prevent_destroy_refuses_plan_and_apply(b: Backend) {
     let (code, out, err) = ws.plan();
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains("the plan cannot be applied"), "{err}");
-    assert!(err.contains(&format!("{A}: the plan would destroy it, but prevent_destroy = true")), "{err}");
+    assert!(
+        err.contains(&format!("{A}: the plan would destroy it, but prevent_destroy = true")),
+        "{err}"
+    );
 
     let (code, out, err) = run(&ws, &["apply", "--auto-approve"]);
     assert_eq!(code, 1, "{out}\n{err}");
@@ -445,7 +535,14 @@ fn prune_destroys_unmanaged_instances(b: Backend) {
     ws.apply_ok();
 
     ws.write_config("prune = true", &inst(A, ""));
-    assert_plan_has(&ws, &[&format!("- instance \"{B}\""), "not in the configuration, and prune = true", "Plan: 0 to add, 0 to change, 1 to destroy."]);
+    assert_plan_has(
+        &ws,
+        &[
+            &format!("- instance \"{B}\""),
+            "not in the configuration, and prune = true",
+            "Plan: 0 to add, 0 to change, 1 to destroy.",
+        ],
+    );
     let out = ws.apply_ok();
     assert!(out.contains(&format!("{B}: destroyed.")), "{out}");
     assert_gone(&ws, B);
@@ -461,14 +558,23 @@ fn apply_without_auto_approve_refuses_without_a_terminal(b: Backend) {
     ws.write_config("", &inst(A, ""));
     // Even "yes" on a pipe is refused: a pipe is not a terminal.
     let out = ws.cmd().arg("apply").write_stdin("yes\n").output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("standard input is not a terminal"), "{stderr}");
     assert!(stderr.contains("--auto-approve"), "{stderr}");
-    assert!(stdout.contains("Plan: 1 to add"), "the plan is shown before refusing:\n{stdout}");
+    assert!(
+        stdout.contains("Plan: 1 to add"),
+        "the plan is shown before refusing:\n{stdout}"
+    );
     assert!(!ws.fs_root().exists(), "apply wrote the fs_root");
     if store_exists(&ws) {
-        assert!(!block_on(ws.store().db_exists(GLOBAL_INSTANCES_DB)).unwrap(), "apply created global/instances");
+        assert!(
+            !block_on(ws.store().db_exists(GLOBAL_INSTANCES_DB)).unwrap(),
+            "apply created global/instances"
+        );
         assert!(dbs_of(&ws, A).is_empty());
     }
 }
@@ -479,12 +585,26 @@ fn apply_without_auto_approve_refuses_without_a_terminal(b: Backend) {
 fn twelve_instances_with_parallelism_four(b: Backend) {
     let ws = Workspace::new(b);
     let domains: Vec<String> = (1..=12).map(|n| format!("user{n:02}.example.com")).collect();
-    let body: String = domains.iter().map(|d| inst(d, &format!("email = \"admin@{d}\""))).collect();
+    let body: String = domains
+        .iter()
+        .map(|d| inst(d, &format!("email = \"admin@{d}\"")))
+        .collect();
     ws.write_config("", &body);
-    let out = ws.cmd().args(["apply", "--auto-approve", "--parallelism", "4"]).output().unwrap();
+    let out = ws
+        .cmd()
+        .args(["apply", "--auto-approve", "--parallelism", "4"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("Apply complete! Instances: 12 added, 0 changed, 0 destroyed."), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Apply complete! Instances: 12 added, 0 changed, 0 destroyed."),
+        "{stdout}"
+    );
     let links = registration_links(&stdout);
     assert_eq!(links.len(), 12, "{stdout}");
     for (d, link) in &links {
@@ -495,7 +615,11 @@ fn twelve_instances_with_parallelism_four(b: Backend) {
         assert_exists(&ws, d);
         assert_eq!(settings_doc(&ws, d).unwrap()["email"], json!(format!("admin@{d}")));
     }
-    let out = ws.cmd().args(["plan", "--detailed-exitcode", "--parallelism", "4"]).output().unwrap();
+    let out = ws
+        .cmd()
+        .args(["plan", "--detailed-exitcode", "--parallelism", "4"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     ws.assert_no_changes();
 }
@@ -513,7 +637,12 @@ fn domain_with_a_port(b: Backend) {
     let links = registration_links(&out);
     assert_eq!(links.len(), 1, "{out}");
     assert_registration_link(&links[0].1, D);
-    assert!(ws.fs_root().join("cozy.localhost:8080").join(layout::TRASH_DIR_NAME).is_dir());
+    assert!(
+        ws.fs_root()
+            .join("cozy.localhost:8080")
+            .join(layout::TRASH_DIR_NAME)
+            .is_dir()
+    );
     let doc = instance_doc_ok(&ws, D);
     assert_eq!(doc["prefix"], PREFIX);
     assert!(block_on(ws.store().db_exists(&format!("{PREFIX}/io-cozy-files"))).unwrap());
@@ -552,7 +681,12 @@ fn alias_equal_to_an_existing_domain_is_refused(b: Backend) {
     ws.write_config("", &inst(A, &format!("domain_aliases = [\"{B}\"]")));
     let (code, out, err) = ws.plan();
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(err.contains(&format!("{A}: alias \"{B}\" is already used by the existing instance \"{B}\"")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{A}: alias \"{B}\" is already used by the existing instance \"{B}\""
+        )),
+        "{err}"
+    );
 
     let (code, _, err) = run(&ws, &["apply", "--auto-approve"]);
     assert_eq!(code, 1, "{err}");
@@ -565,7 +699,14 @@ fn domain_equal_to_an_existing_alias_is_refused(b: Backend) {
     ws.write_config("", &inst(A, "domain_aliases = [\"alias.example.com\"]"));
     ws.apply_ok();
 
-    ws.write_config("", &format!("{}{}", inst(A, "domain_aliases = [\"alias.example.com\"]"), inst("alias.example.com", "")));
+    ws.write_config(
+        "",
+        &format!(
+            "{}{}",
+            inst(A, "domain_aliases = [\"alias.example.com\"]"),
+            inst("alias.example.com", "")
+        ),
+    );
     // The file itself is invalid: an alias cannot be a declared domain. Declare A without aliases
     // (left alone), so that only the existing state conflicts.
     let (code, _, err) = ws.plan();
@@ -574,7 +715,9 @@ fn domain_equal_to_an_existing_alias_is_refused(b: Backend) {
     let (code, out, err) = ws.plan();
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        err.contains("alias.example.com: \"alias.example.com\" is already used by the existing instance \"alice.example.com\""),
+        err.contains(
+            "alias.example.com: \"alias.example.com\" is already used by the existing instance \"alice.example.com\""
+        ),
         "{err}"
     );
     let (code, _, err) = run(&ws, &["apply", "--auto-approve"]);
