@@ -104,26 +104,18 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
     let results: Vec<InstanceOutcome> = futures::stream::iter(work.into_iter().map(|ip| {
         let desired_inst = desired.instances.get(&ip.domain);
         async move {
+            let mut link = None;
             let result = if global_failed && ip.action == Action::Create {
                 Err(anyhow!("not created: global/instances could not be prepared"))
             } else {
-                apply_one(store, desired_inst, ip, opts).await
+                apply_one(store, desired_inst, ip, opts, &mut link).await
             };
-            match result {
-                Ok(link) => InstanceOutcome {
-                    domain: ip.domain.clone(),
-                    action: ip.action,
-                    ok: true,
-                    error: None,
-                    registration_link: link,
-                },
-                Err(e) => InstanceOutcome {
-                    domain: ip.domain.clone(),
-                    action: ip.action,
-                    ok: false,
-                    error: Some(format!("{e:#}")),
-                    registration_link: None,
-                },
+            InstanceOutcome {
+                domain: ip.domain.clone(),
+                action: ip.action,
+                ok: result.is_ok(),
+                error: result.err().map(|e| format!("{e:#}")),
+                registration_link: link,
             }
         }
     }))
@@ -135,36 +127,35 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
     report
 }
 
+/// Applies one instance's plan. `link` receives the registration link as soon as the instance doc
+/// holding its token is written, so that it is shown even when a later step fails.
 async fn apply_one(
     store: &Store,
     want: Option<&DesiredInstance>,
     ip: &InstancePlan,
     opts: &ApplyOptions,
-) -> Result<Option<String>> {
+    link: &mut Option<String>,
+) -> Result<()> {
     match ip.action {
         Action::Create => {
             let spec = ip.create.as_ref().ok_or_else(|| anyhow!("create without a spec"))?;
-            create_instance(store, &opts.fs_root, spec).await.map(Some)
+            create_instance(store, &opts.fs_root, spec, link).await
         }
         Action::Update | Action::Repair => {
             let ex = ip
                 .existing
                 .as_ref()
                 .ok_or_else(|| anyhow!("update of an instance that was not read"))?;
-            update_instance(store, &opts.fs_root, want, ex, &ip.domain, &ip.changes, &ip.repairs)
-                .await
-                .map(|_| None)
+            update_instance(store, &opts.fs_root, want, ex, &ip.domain, &ip.changes, &ip.repairs).await
         }
         Action::Destroy => {
             let ex = ip
                 .existing
                 .as_ref()
                 .ok_or_else(|| anyhow!("destroy of an instance that was not read"))?;
-            destroy_instance(store, &opts.fs_root, ex, &ip.domain)
-                .await
-                .map(|_| None)
+            destroy_instance(store, &opts.fs_root, ex, &ip.domain).await
         }
-        Action::NoOp | Action::Unmanaged => Ok(None),
+        Action::NoOp | Action::Unmanaged => Ok(()),
     }
 }
 
@@ -311,7 +302,7 @@ fn contact_id(prefix: &str) -> String {
     layout::derived_id("contact-myself", prefix)
 }
 
-async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec) -> Result<String> {
+async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec, link: &mut Option<String>) -> Result<()> {
     let domain = spec.domain.as_str();
     let prefix = spec.prefix.as_str();
     // Refuse a symlink before writing anything.
@@ -389,6 +380,10 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec) -> Re
         ),
         Err(e) => return Err(e).context("writing the instance doc"),
     };
+    *link = Some(format!(
+        "https://{domain}/?registerToken={}",
+        hex::encode(&secrets.register_token)
+    ));
 
     // 5. Folders on disk, last.
     fsops::ensure_dirs(
@@ -404,10 +399,7 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec) -> Re
         .await
         .context("finishing the instance doc")?;
 
-    Ok(format!(
-        "https://{domain}/?registerToken={}",
-        hex::encode(&secrets.register_token)
-    ))
+    Ok(())
 }
 
 /// PUTs a doc whose id is fixed; an existing doc is kept.

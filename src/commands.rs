@@ -206,8 +206,9 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
         Err(code) => return Ok(code),
     };
     let desired = &loaded.desired;
-    let store = open_store(desired, true, cli.verbose > 0).await?.expect("created");
-    let (_actual, p) = compute(desired, Some(&store), &args.read).await?;
+    // An embedded store that does not exist yet is created only once the plan is approved.
+    let existing = open_store(desired, false, cli.verbose > 0).await?;
+    let (_actual, p) = compute(desired, existing.as_ref(), &args.read).await?;
     let st = Style::new(color);
     let rendered = render::render_plan(&p, st);
     refuse_plan_errors(&p).inspect_err(|_| print!("{rendered}"))?;
@@ -222,6 +223,12 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
         eprintln!("Apply cancelled.");
         return Ok(1);
     }
+    let store = match existing {
+        Some(s) => s,
+        None => open_store(desired, true, cli.verbose > 0)
+            .await?
+            .context("the store could not be created")?,
+    };
     let opts = ApplyOptions {
         parallelism: args.read.parallelism as usize,
         fs_root: desired.fs_root.clone(),
@@ -238,7 +245,16 @@ fn print_report(report: &ApplyReport, st: Style) {
     }
     for o in &report.outcomes {
         match (&o.error, &o.registration_link) {
-            (Some(e), _) => println!("{}Error{}: {}: {e}", st.red, st.reset, o.domain),
+            (Some(e), link) => {
+                println!("{}Error{}: {}: {e}", st.red, st.reset, o.domain);
+                if let Some(link) = link {
+                    println!(
+                        "{}: the instance doc was written; the next apply repairs the rest.",
+                        o.domain
+                    );
+                    println!("{}: created. Registration link (shown only once): {link}", o.domain);
+                }
+            }
             (None, Some(link)) => println!("{}: created. Registration link (shown only once): {link}", o.domain),
             (None, None) => {
                 let what = match o.action {

@@ -25,7 +25,7 @@ pub enum FsError {
     Symlink(PathBuf),
     #[error("refusing to use {path}: {why}")]
     Unsafe { path: PathBuf, why: String },
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,

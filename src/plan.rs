@@ -447,6 +447,10 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
     if missing_db(layout::CONTACTS) {
         repairs.push(Repair::MyselfContact);
     }
+    if missing_db(layout::SETTINGS) && !matches!(h.settings, Observed::Missing) {
+        // The settings doc went with its database, whether or not the file declares settings.
+        repairs.push(Repair::SettingsDoc);
+    }
     if !h.fs.symlink {
         if !h.fs.root {
             repairs.push(Repair::Folder);

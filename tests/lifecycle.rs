@@ -1,6 +1,7 @@
 //! Lifecycle of instances through the real binary: create, modify, block/unblock, repair, destroy,
-//! prevent_destroy, unmanaged/prune, confirmation, concurrency, ports, `deleting`, alias conflicts.
-//! Every scenario runs against both backends (a test CouchDB server and the embedded store).
+//! prevent_destroy, unmanaged/prune, confirmation, concurrency, ports, `deleting`, alias conflicts,
+//! failed applies and `[defaults]`. Every scenario runs against both backends (a test CouchDB server
+//! and the embedded store): `both!` turns `fn scenario(Backend)` into `scenario::{couchdb, embedded}`.
 
 mod common;
 
@@ -36,6 +37,8 @@ both! {
     repair_recreates_a_deleted_database;
     repair_recreates_the_instance_folder;
     repair_recreates_a_deleted_settings_doc;
+
+    repair_of_a_deleted_settings_database_recreates_the_settings_doc;
     absent_destroys_databases_folder_and_doc;
     absent_instance_that_does_not_exist_is_a_no_op;
     prevent_destroy_refuses_plan_and_apply;
@@ -45,6 +48,11 @@ both! {
     twelve_instances_with_parallelism_four;
     domain_with_a_port;
     deleting_flag_on_a_declared_instance_is_cleared;
+    failed_creation_exits_1_and_the_next_apply_completes_it;
+
+    failed_creation_still_yields_a_registration_link;
+    failed_creation_reports_the_os_error_once;
+    defaults_apply_to_instances_that_do_not_set_the_key;
     alias_equal_to_an_existing_domain_is_refused;
     domain_equal_to_an_existing_alias_is_refused;
 }
@@ -269,20 +277,23 @@ fn modify_updates_instance_and_settings_docs(b: Backend) {
     assert_eq!(settings["offer"], "premium");
     ws.assert_no_changes();
 
-    // disk_quota = 0 means unlimited: the field is removed.
-    ws.write_config(
-        "",
-        &inst(A, &FULL_AFTER.replace("disk_quota = \"5GiB\"", "disk_quota = 0")),
-    );
+    // disk_quota = 0 means unlimited, domain_aliases = [] none: both fields are removed.
+    let cleared = FULL_AFTER
+        .replace("disk_quota = \"5GiB\"", "disk_quota = 0")
+        .replace("[\"alice.example.net\", \"alice.example.io\"]", "[]");
+    ws.write_config("", &inst(A, &cleared));
     assert_plan_has(
         &ws,
         &[
+            "- domain_aliases: [\"alice.example.net\",\"alice.example.io\"]",
             "- disk_quota: \"5368709120\"",
             "Plan: 0 to add, 1 to change, 0 to destroy.",
         ],
     );
     ws.apply_ok();
-    assert!(instance_doc_ok(&ws, A).get("disk_quota").is_none());
+    let doc = instance_doc_ok(&ws, A);
+    assert!(doc.get("disk_quota").is_none(), "{doc:#}");
+    assert!(doc.get("domain_aliases").is_none(), "{doc:#}");
     ws.assert_no_changes();
 }
 
@@ -440,6 +451,31 @@ fn repair_recreates_a_deleted_settings_doc(b: Backend) {
     ws.assert_no_changes();
 }
 
+fn repair_of_a_deleted_settings_database_recreates_the_settings_doc(b: Backend) {
+    let ws = Workspace::new(b);
+    // No email, tz, … nor settings declared: the settings doc is not read by a normal plan.
+    ws.write_config("", &inst(A, ""));
+    ws.apply_ok();
+    assert!(settings_doc(&ws, A).is_some());
+    assert!(block_on(ws.store().delete_db(&settings_db(A))).unwrap());
+
+    assert_plan_has(&ws, &["missing database io.cozy.settings"]);
+    ws.apply_ok();
+    assert!(block_on(ws.store().db_exists(&settings_db(A))).unwrap());
+    // Like the root/trash dirs with io.cozy.files and the "myself" contact with io.cozy.contacts,
+    // the doc that lived in the database must come back with it.
+    assert!(
+        settings_doc(&ws, A).is_some(),
+        "the settings doc was not recreated with its database"
+    );
+    let out = ws
+        .cmd()
+        .args(["plan", "--detailed-exitcode", "--deep"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Destroy
 
@@ -506,7 +542,7 @@ fn prevent_destroy_refuses_plan_and_apply(b: Backend) {
     let (code, out, err) = run(&ws, &["apply", "--auto-approve"]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains(A) && err.contains("prevent_destroy"), "{err}");
-    assert!(!out.contains("destroyed."), "{out}");
+    assert!(!out.contains(&format!("{A}: destroyed.")), "{out}");
     assert_exists(&ws, A);
     assert!(instance_doc_ok(&ws, A).get("deleting").is_none());
 }
@@ -577,6 +613,20 @@ fn apply_without_auto_approve_refuses_without_a_terminal(b: Backend) {
         );
         assert!(dbs_of(&ws, A).is_empty());
     }
+}
+
+/// The embedded store is not created by an apply that is refused (as a plan does not create it).
+#[test]
+
+fn refused_apply_creates_no_embedded_store() {
+    let ws = Workspace::new(Backend::Embedded);
+    ws.write_config("", &inst(A, ""));
+    let out = ws.cmd().arg("apply").write_stdin("yes\n").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !ws.path().join(".cozyform").exists(),
+        "a refused apply created the embedded store"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,18 +749,7 @@ fn domain_equal_to_an_existing_alias_is_refused(b: Backend) {
     ws.write_config("", &inst(A, "domain_aliases = [\"alias.example.com\"]"));
     ws.apply_ok();
 
-    ws.write_config(
-        "",
-        &format!(
-            "{}{}",
-            inst(A, "domain_aliases = [\"alias.example.com\"]"),
-            inst("alias.example.com", "")
-        ),
-    );
-    // The file itself is invalid: an alias cannot be a declared domain. Declare A without aliases
-    // (left alone), so that only the existing state conflicts.
-    let (code, _, err) = ws.plan();
-    assert_eq!(code, 1, "{err}");
+    // A declared without domain_aliases keeps its alias (left alone): the new domain conflicts with it.
     ws.write_config("", &format!("{}{}", inst(A, ""), inst("alias.example.com", "")));
     let (code, out, err) = ws.plan();
     assert_eq!(code, 1, "{out}\n{err}");
@@ -724,4 +763,105 @@ fn domain_equal_to_an_existing_alias_is_refused(b: Backend) {
     assert_eq!(code, 1, "{err}");
     assert!(instance_doc(&ws, "alias.example.com").is_none());
     assert!(!folder(&ws, "alias.example.com").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failed applies
+
+/// Makes the creation of instance folders fail: the fs_root is a regular file.
+fn break_fs_root(ws: &Workspace) {
+    std::fs::write(ws.fs_root(), "not a directory").unwrap();
+}
+
+fn failed_creation_exits_1_and_the_next_apply_completes_it(b: Backend) {
+    let ws = Workspace::new(b);
+    ws.write_config("", &inst(A, "locale = \"fr\""));
+    break_fs_root(&ws);
+    let (code, out, err) = run(&ws, &["apply", "--auto-approve"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains(&format!("Error: {A}: ")), "{out}");
+    assert!(
+        out.contains("Apply failed for 1 instance(s). Done: 0 added, 0 changed, 0 destroyed."),
+        "{out}"
+    );
+
+    std::fs::remove_file(ws.fs_root()).unwrap();
+    assert_plan_has(&ws, &["missing folder on disk"]);
+    ws.apply_ok();
+    assert_exists(&ws, A);
+    assert!(folder(&ws, A).join("Administratif").is_dir());
+    ws.assert_no_changes();
+}
+
+fn failed_creation_still_yields_a_registration_link(b: Backend) {
+    let ws = Workspace::new(b);
+    ws.write_config("", &inst(A, ""));
+    break_fs_root(&ws);
+    let (_, first, _) = run(&ws, &["apply", "--auto-approve"]);
+    std::fs::remove_file(ws.fs_root()).unwrap();
+    let second = ws.apply_ok();
+    // The instance doc holds a register token: someone must be told the link, once.
+    assert!(instance_doc_ok(&ws, A).get("register_token").is_some());
+    let links: Vec<_> = registration_links(&first)
+        .into_iter()
+        .chain(registration_links(&second))
+        .collect();
+    assert_eq!(
+        links.len(),
+        1,
+        "no registration link was ever shown for {A}:\n{first}\n{second}"
+    );
+    assert_registration_link(&links[0].1, A);
+}
+
+fn failed_creation_reports_the_os_error_once(b: Backend) {
+    let ws = Workspace::new(b);
+    ws.write_config("", &inst(A, ""));
+    break_fs_root(&ws);
+    let (code, out, _) = run(&ws, &["apply", "--auto-approve"]);
+    assert_eq!(code, 1);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("Error: {A}: ")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(line.matches("File exists").count(), 1, "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// [defaults]
+
+fn defaults_apply_to_instances_that_do_not_set_the_key(b: Backend) {
+    let ws = Workspace::new(b);
+    ws.write_config(
+        "",
+        &format!(
+            "[defaults]\nlocale = \"fr\"\ntz = \"Europe/Paris\"\nsettings = {{ offer = \"free\" }}\n{}{}",
+            inst(A, ""),
+            inst(B, "locale = \"en\"\nsettings = { offer = \"premium\" }")
+        ),
+    );
+    ws.apply_ok();
+    assert_eq!(instance_doc_ok(&ws, A)["locale"], "fr");
+    assert_eq!(instance_doc_ok(&ws, B)["locale"], "en");
+    let (sa, sb) = (settings_doc(&ws, A).unwrap(), settings_doc(&ws, B).unwrap());
+    assert_eq!((&sa["tz"], &sa["offer"]), (&json!("Europe/Paris"), &json!("free")));
+    assert_eq!((&sb["tz"], &sb["offer"]), (&json!("Europe/Paris"), &json!("premium")));
+    ws.assert_no_changes();
+
+    // Changing a default changes every instance that does not override it.
+    ws.write_config(
+        "",
+        &format!(
+            "[defaults]\nlocale = \"en\"\ntz = \"Europe/Paris\"\nsettings = {{ offer = \"free\" }}\n{}{}",
+            inst(A, ""),
+            inst(B, "locale = \"en\"\nsettings = { offer = \"premium\" }")
+        ),
+    );
+    assert_plan_has(
+        &ws,
+        &[
+            "~ locale: \"fr\" -> \"en\"",
+            "Plan: 0 to add, 1 to change, 0 to destroy.",
+        ],
+    );
 }

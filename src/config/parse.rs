@@ -125,7 +125,7 @@ pub fn load_str(
             path: base_dir.join(".cozyform").join("store.sqlite"),
         },
         Some(item) => {
-            match w.table(item, root.key("couchdb"), "couchdb") {
+            match w.table(item, root.key("couchdb"), "couchdb", "couchdb") {
                 None => StoreTarget::Embedded {
                     path: base_dir.join(".cozyform").join("store.sqlite"),
                 },
@@ -149,7 +149,7 @@ pub fn load_str(
 
     let mut fs_root = base_dir.join(".cozyform").join("storage");
     if let Some(item) = root.get("storage")
-        && let Some(t) = w.table(item, root.key("storage"), "storage")
+        && let Some(t) = w.table(item, root.key("storage"), "storage", "storage")
     {
         w.check_keys(t, STORAGE_KEYS, "[storage]");
         if let Some((p, span)) = w.string(t, "fs_root") {
@@ -178,10 +178,20 @@ pub fn load_str(
     }
 
     let defaults = match root.get("defaults") {
-        Some(item) => match w.table(item, root.key("defaults"), "defaults") {
+        Some(item) => match w.table(item, root.key("defaults"), "defaults", "defaults") {
             Some(t) => {
                 w.check_keys(t, DEFAULT_KEYS, "[defaults]");
-                w.instance_fields(t, "[defaults]")
+                let d = w.instance_fields(t, "[defaults]");
+                if d.blocking_reason.is_some() && d.blocked != Some(true) {
+                    w.err(
+                        d.blocking_reason_span.clone(),
+                        "[defaults] has blocking_reason but not blocked = true".into(),
+                        Some(
+                            "add blocked = true to [defaults], or set blocking_reason on the blocked instances".into(),
+                        ),
+                    );
+                }
+                d
             }
             None => Fields::default(),
         },
@@ -193,7 +203,7 @@ pub fn load_str(
     // alias -> (owner domain, span)
     let mut alias_owner: HashMap<String, (String, Option<Range<usize>>)> = HashMap::new();
     if let Some(item) = root.get("instances")
-        && let Some(t) = w.table(item, root.key("instances"), "instances")
+        && let Some(t) = w.table(item, root.key("instances"), "instances", "instances")
     {
         if t.len() > MAX_INSTANCES {
             w.err(
@@ -237,7 +247,12 @@ pub fn load_str(
             }
             seen.insert(domain.clone(), dspan.clone());
             let what = format!("instance {domain:?}");
-            let Some(it) = w.table(item, t.key(raw_domain), &what) else {
+            let Some(it) = w.table(
+                item,
+                t.key(raw_domain),
+                &what,
+                &format!("instances.{}", toml_edit::Key::new(raw_domain).display_repr()),
+            ) else {
                 continue;
             };
             w.check_keys(it, INSTANCE_KEYS, &what);
@@ -287,12 +302,12 @@ pub fn load_str(
                     inst.settings.insert(k.to_string(), v);
                 }
             }
-            if inst.blocking_reason.is_some() && inst.blocked != Some(true) {
-                let span = f
-                    .blocking_reason_span
-                    .clone()
-                    .or(defaults.blocking_reason_span.clone())
-                    .or(dspan.clone());
+            if inst.blocked != Some(true) {
+                // A default reason only applies to blocked instances; it was reported once above.
+                inst.blocking_reason = None;
+            }
+            if f.blocking_reason.is_some() && inst.blocked != Some(true) && inst.state == InstanceState::Present {
+                let span = f.blocking_reason_span.clone().or(dspan.clone());
                 w.err(
                     span,
                     format!("{what} has blocking_reason but is not blocked"),
@@ -314,7 +329,15 @@ pub fn load_str(
                             Some("remove it from domain_aliases".into()),
                         ),
                         Ok(a) => {
-                            if let Some((owner, _)) = alias_owner.get(&a) {
+                            if let Some((owner, _)) = alias_owner.get(&a)
+                                && *owner == domain
+                            {
+                                w.err(
+                                    span.clone(),
+                                    format!("alias {a:?} is listed twice in {what}"),
+                                    Some("remove the duplicate from domain_aliases".into()),
+                                );
+                            } else if let Some((owner, _)) = alias_owner.get(&a) {
                                 w.err(
                                     span.clone(),
                                     format!("alias {a:?} is declared by both {owner:?} and {domain:?}"),
@@ -484,7 +507,14 @@ impl Walker<'_> {
         }
     }
 
-    fn table<'t>(&mut self, item: &'t Item, key: Option<&toml_edit::Key>, what: &str) -> Option<&'t dyn TableLike> {
+    /// `header` is how the table is written in TOML (`couchdb`, `instances."a.example"`).
+    fn table<'t>(
+        &mut self,
+        item: &'t Item,
+        key: Option<&toml_edit::Key>,
+        what: &str,
+        header: &str,
+    ) -> Option<&'t dyn TableLike> {
         match item.as_table_like() {
             Some(t) => Some(t),
             None => {
@@ -492,7 +522,7 @@ impl Walker<'_> {
                 self.err(
                     span,
                     format!("`{what}` must be a table, found {}", type_name(item)),
-                    Some(format!("write it as [{what}] followed by its keys")),
+                    Some(format!("write it as [{header}] followed by its keys")),
                 );
                 None
             }
