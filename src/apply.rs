@@ -26,6 +26,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
@@ -46,6 +48,18 @@ const CONFLICT_RETRIES: usize = 8;
 pub struct ApplyOptions {
     pub parallelism: usize,
     pub fs_root: PathBuf,
+    /// Set (by Ctrl-C) to stop starting new instances; work under way finishes.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl ApplyOptions {
+    pub fn new(parallelism: usize, fs_root: PathBuf) -> Self {
+        ApplyOptions {
+            parallelism,
+            fs_root,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 /// What happened to one instance.
@@ -105,7 +119,9 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
         let desired_inst = desired.instances.get(&ip.domain);
         async move {
             let mut link = None;
-            let result = if global_failed && ip.action == Action::Create {
+            let result = if opts.cancel.load(Ordering::SeqCst) {
+                Err(anyhow!("not started: the run was interrupted"))
+            } else if global_failed && ip.action == Action::Create {
                 Err(anyhow!("not created: global/instances could not be prepared"))
             } else {
                 apply_one(store, desired_inst, ip, opts, &mut link).await

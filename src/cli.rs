@@ -52,7 +52,12 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Check the configuration file without touching CouchDB or the disk.
     Validate(ValidateArgs),
-    /// Print a JSON Schema: `config` (the instances file).
+    /// Release the apply lock, only when given its exact ID (shown by the run that is blocked).
+    ForceUnlock {
+        /// The lock ID.
+        lock_id: String,
+    },
+    /// Print a JSON Schema: `config` (the instances file), `plan` (`plan --json`), `apply` (`apply --json`).
     Schema {
         #[arg(value_enum)]
         which: SchemaKind,
@@ -63,6 +68,10 @@ pub enum Command {
 pub enum SchemaKind {
     /// The configuration file (`schemas/instances.schema.json`).
     Config,
+    /// The output of `plan --json` (`schemas/plan.schema.json`).
+    Plan,
+    /// The output of `apply --json` (`schemas/apply.schema.json`).
+    Apply,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -85,6 +94,14 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 1 on error, 2 when there are changes.
     #[arg(long)]
     pub detailed_exitcode: bool,
+
+    /// Print the plan as one JSON document on stdout (schema: `cozyform schema plan`).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+
+    /// Print a Markdown summary for a pull-request comment, with the full plan folded in.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +112,15 @@ pub struct ApplyArgs {
     /// Apply without asking for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
+
+    /// Print the plan and the result as one JSON document on stdout (needs --auto-approve; schema:
+    /// `cozyform schema apply`).
+    #[arg(long)]
+    pub json: bool,
+
+    /// How long to wait for the lock held by another run (e.g. 30s, 5m).
+    #[arg(long, default_value = "0s", value_parser = crate::lock::parse_duration)]
+    pub lock_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

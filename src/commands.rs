@@ -14,9 +14,12 @@ use crate::config::{self, Loaded};
 use crate::desired::{Desired, StoreTarget};
 use crate::plan::{self, Action, Plan};
 use crate::render::{self, Style};
+use crate::render_json;
 use crate::store::Store;
 use crate::store::couch::CouchStore;
 use crate::store::embedded::EmbeddedStore;
+
+mod machine;
 
 /// An error with a hint for the user, rendered as `error:` / `hint:`.
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +47,14 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     let color = use_color(cli.color);
     match &cli.command {
         Command::Validate(args) => validate(&cli, args),
+        Command::ForceUnlock { lock_id } => force_unlock(&cli, lock_id).await,
         Command::Plan(args) => plan_cmd(&cli, args, color).await,
         Command::Apply(args) => apply_cmd(&cli, args, color).await,
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Config => config::json_schema(),
+                SchemaKind::Plan => crate::render_json::plan_json_schema(),
+                SchemaKind::Apply => crate::render_json::apply_json_schema(),
             };
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(0)
@@ -171,8 +177,19 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
         Err(code) => return Ok(code),
     };
     let store = open_store(&loaded.desired, false, cli.verbose > 0).await?;
+    if let Some(s) = &store
+        && let Ok(Some(held)) = crate::lock::current(s).await
+    {
+        eprintln!("warning: an apply holds the lock; this plan may change when it ends:\n  {held}");
+    }
     let (_actual, p) = compute(&loaded.desired, store.as_ref(), &args.read).await?;
-    print!("{}", render::render_plan(&p, Style::new(color)));
+    if args.json {
+        print!("{}", render_json::to_pretty(&render_json::PlanDocument::new(&p)));
+    } else if args.markdown {
+        print!("{}", crate::render_markdown::render_markdown(&p));
+    } else {
+        print!("{}", render::render_plan(&p, Style::new(color)));
+    }
     std::io::stdout().flush()?;
     refuse_plan_errors(&p)?;
     Ok(if args.detailed_exitcode && p.has_changes() {
@@ -201,6 +218,9 @@ fn confirm(p: &Plan) -> Result<bool> {
 }
 
 async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
+    if args.json {
+        return machine::apply_json(cli, args).await;
+    }
     let loaded = match load_config(cli) {
         Ok(l) => l,
         Err(code) => return Ok(code),
@@ -229,11 +249,51 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
             .await?
             .context("the store could not be created")?,
     };
-    let opts = ApplyOptions {
-        parallelism: args.read.parallelism as usize,
-        fs_root: desired.fs_root.clone(),
-    };
-    let report = apply::apply(&store, desired, &p, &opts).await;
+    let lock = crate::lock::acquire(&store, "apply", args.lock_timeout).await.map_err(|e| {
+        if e.downcast_ref::<crate::lock::Locked>().is_some() {
+            let id = e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()).unwrap_or_default();
+            user_error(
+                format!("{e}"),
+                format!("wait for that run to end (or pass --lock-timeout 5m); if it died, run: cozyform force-unlock {id}"),
+            )
+        } else {
+            e
+        }
+    })?;
+    let result = apply_locked(&store, desired, args, &p, st).await;
+    let released = crate::lock::release(&store, &lock).await;
+    let code = result?;
+    released.context("releasing the lock")?;
+    Ok(code)
+}
+
+/// The part of apply that runs under the lock: re-plan (the state may have changed while the
+/// operator read the plan), then execute, stopping new work on Ctrl-C.
+async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown: &Plan, st: Style) -> Result<Exit> {
+    let (_actual, p) = compute(desired, Some(store), &args.read).await?;
+    // The global design docs are defined idempotently whatever the plan says; what the operator
+    // approved is what happens to each instance.
+    if p.instances != shown.instances || p.errors != shown.errors {
+        return Err(user_error(
+            "the state changed since the plan was shown (another run or cozy-stack wrote meanwhile); nothing was applied",
+            "run apply again to see the new plan",
+        ));
+    }
+    let opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
+    let cancel = opts.cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nInterrupted: finishing the instances under way, starting no new ones (Ctrl-C again kills; the next apply repairs)..."
+            );
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let report = apply::apply(store, desired, &p, &opts).await;
+    watcher.abort();
     print_report(&report, st);
     Ok(if report.failed() > 0 { 1 } else { 0 })
 }
@@ -301,4 +361,17 @@ pub fn render_error(e: &anyhow::Error) -> String {
         out.push_str(&format!("hint: {h}\n"));
     }
     out
+}
+
+async fn force_unlock(cli: &Cli, id: &str) -> Result<Exit> {
+    let loaded = match load_config(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let Some(store) = open_store(&loaded.desired, false, cli.verbose > 0).await? else {
+        return Err(user_error("no lock is held", "the embedded store does not exist yet"));
+    };
+    let info = crate::lock::force_unlock(&store, id).await?;
+    eprintln!("Released the lock:\n  {info}");
+    Ok(0)
 }

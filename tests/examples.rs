@@ -39,6 +39,27 @@ fn committed_config_schema_is_up_to_date() {
 }
 
 #[test]
+fn committed_plan_and_apply_schemas_are_up_to_date() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, generated, which) in [
+        ("plan.schema.json", cozyform::render_json::plan_json_schema(), "plan"),
+        ("apply.schema.json", cozyform::render_json::apply_json_schema(), "apply"),
+    ] {
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("schemas").join(file)).unwrap()).unwrap();
+        assert_eq!(
+            committed, generated,
+            "schemas/{file} is stale: run `cargo run -- schema {which} > schemas/{file}`"
+        );
+        let description = committed["description"].as_str().unwrap();
+        assert!(
+            description.contains("only add fields") && description.contains("ignore unknown keys"),
+            "{file}: the description must state the compatibility rule"
+        );
+    }
+}
+
+#[test]
 fn example_config_validates_against_the_schema() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let schema = cozyform::config::json_schema();

@@ -122,16 +122,7 @@ async fn converge(store: &Store, d: &Desired) -> cozyform::plan::Plan {
     let a = read_actual(store, &d.fs_root, &opts).await.unwrap();
     let p = plan(d, &a);
     assert!(p.errors.is_empty(), "{:?}", p.errors);
-    let report = apply(
-        store,
-        d,
-        &p,
-        &ApplyOptions {
-            parallelism: 4,
-            fs_root: d.fs_root.clone(),
-        },
-    )
-    .await;
+    let report = apply(store, d, &p, &ApplyOptions::new(4, d.fs_root.clone())).await;
     assert_eq!(report.failed(), 0, "{report:#?}");
     let a = read_actual(store, &d.fs_root, &ReadOptions { deep: true, ..opts })
         .await
