@@ -249,35 +249,59 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
             .await?
             .context("the store could not be created")?,
     };
-    let lock = crate::lock::acquire(&store, "apply", args.lock_timeout).await.map_err(|e| {
-        if e.downcast_ref::<crate::lock::Locked>().is_some() {
-            let id = e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()).unwrap_or_default();
-            user_error(
-                format!("{e}"),
-                format!("wait for that run to end (or pass --lock-timeout 5m); if it died, run: cozyform force-unlock {id}"),
-            )
-        } else {
-            e
+    match apply_under_lock(&store, desired, args, &p).await? {
+        Locked::Applied(report) => {
+            print_report(&report, st);
+            Ok(if report.failed() > 0 { 1 } else { 0 })
         }
-    })?;
-    let result = apply_locked(&store, desired, args, &p, st).await;
-    let released = crate::lock::release(&store, &lock).await;
-    let code = result?;
-    released.context("releasing the lock")?;
-    Ok(code)
+        Locked::StateChanged => Err(state_changed()),
+    }
 }
 
-/// The part of apply that runs under the lock: re-plan (the state may have changed while the
-/// operator read the plan), then execute, stopping new work on Ctrl-C.
-async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown: &Plan, st: Style) -> Result<Exit> {
+/// What happened under the lock.
+pub(crate) enum Locked {
+    Applied(ApplyReport),
+    /// The plan computed under the lock differs from the one shown: nothing was applied.
+    StateChanged,
+}
+
+pub(crate) fn state_changed() -> anyhow::Error {
+    user_error(
+        "the state changed since the plan was shown (another run or cozy-stack wrote meanwhile); nothing was applied",
+        "run apply again to see the new plan",
+    )
+}
+
+/// Takes the lock, re-plans (the state may have changed while the operator read the plan),
+/// applies if the plan is the one shown, stopping new work on Ctrl-C, and releases the lock.
+pub(crate) async fn apply_under_lock(
+    store: &Store,
+    desired: &Desired,
+    args: &ApplyArgs,
+    shown: &Plan,
+) -> Result<Locked> {
+    let lock = crate::lock::acquire(store, "apply", args.lock_timeout).await.map_err(|e| {
+        match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
+            Some(id) => user_error(
+                format!("{e}"),
+                format!("wait for that run to end (or pass --lock-timeout 5m); if it died, run: cozyform force-unlock {id}"),
+            ),
+            None => e,
+        }
+    })?;
+    let result = apply_locked(store, desired, args, shown).await;
+    let released = crate::lock::release(store, &lock).await;
+    let outcome = result?;
+    released.context("releasing the lock")?;
+    Ok(outcome)
+}
+
+async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown: &Plan) -> Result<Locked> {
     let (_actual, p) = compute(desired, Some(store), &args.read).await?;
     // The global design docs are defined idempotently whatever the plan says; what the operator
     // approved is what happens to each instance.
     if p.instances != shown.instances || p.errors != shown.errors {
-        return Err(user_error(
-            "the state changed since the plan was shown (another run or cozy-stack wrote meanwhile); nothing was applied",
-            "run apply again to see the new plan",
-        ));
+        return Ok(Locked::StateChanged);
     }
     let opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
     let cancel = opts.cancel.clone();
@@ -294,8 +318,7 @@ async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown:
     });
     let report = apply::apply(store, desired, &p, &opts).await;
     watcher.abort();
-    print_report(&report, st);
-    Ok(if report.failed() > 0 { 1 } else { 0 })
+    Ok(Locked::Applied(report))
 }
 
 fn print_report(report: &ApplyReport, st: Style) {

@@ -43,8 +43,9 @@ const ALICE_CONTEXT: &str = "dev";
 const ALICE_UUID: &str = "c0ffee00-1234-4abc-8def-000000000001";
 const ALICE_ALIASES: [&str; 2] = ["alice.example.net", "alice.example.org"];
 const CAROL_EMAIL: &str = "carol@example.org";
+const CAROL_PHONE: &str = "+33 6 00 00 00 00";
 
-/// alice: every option; bob: nothing (locale defaults to "en"); carol: an email only and a locale
+/// alice: every option; bob: nothing (locale defaults to "en"); carol: an email, a phone and a locale
 /// cozy-stack does not translate (§4.3: only en and fr are loaded, so "de" gets English names).
 const CONFIG: &str = r#"
 [instances."alice.example.com"]
@@ -63,6 +64,7 @@ settings = { offer = "premium" }
 [instances."carol.example.com"]
 locale = "de"
 email = "carol@example.org"
+phone = "+33 6 00 00 00 00"
 "#;
 
 /// §2.3: the 16 databases of an instance right after creation (logical names, for alice's prefix).
@@ -768,7 +770,7 @@ fn settings_doc(f: &Fixture) {
     let carol = get(CAROL);
     assert_eq!(
         without_rev(&carol),
-        json!({ "_id": "io.cozy.settings.instance", "email": CAROL_EMAIL }),
+        json!({ "_id": "io.cozy.settings.instance", "email": CAROL_EMAIL, "phone": CAROL_PHONE }),
         "carol"
     );
     // The settings database holds that doc only.
@@ -950,6 +952,78 @@ fidelity_tests!(
         folders_on_disk,
     ]
 );
+
+/// §1.2, §1.4, §5.2: the lookups cozy-stack makes work on what cozyform wrote (CouchDB only): an
+/// instance is found by its domain and by each alias through the `domain-and-aliases` view, and the
+/// myself contact through `_find` with `use_index: "by-me"`.
+fn stack_lookups(f: &Fixture) {
+    let couch = f.ws.couch.as_ref().expect("a CouchDB workspace");
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let req = client
+            .get(format!("{}{path}", couch.url))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD));
+        f.rt.block_on(async {
+            req.send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let docs = f.instance_docs();
+    for (key, domain) in [
+        (ALICE, ALICE),
+        (ALICE_ALIASES[0], ALICE),
+        (ALICE_ALIASES[1], ALICE),
+        (BOB, BOB),
+        (CAROL, CAROL),
+    ] {
+        let body = get(format!(
+            "global%2Finstances/_design/domain-and-aliases/_view/domain-and-aliases?key=%22{key}%22&include_docs=true&limit=1"
+        ));
+        let rows = body["rows"].as_array().unwrap_or_else(|| panic!("{key}: {body}"));
+        assert_eq!(rows.len(), 1, "{key}: {body}");
+        assert_eq!(
+            rows[0]["id"], docs[domain]["_id"],
+            "{key} must resolve to the instance doc of {domain}"
+        );
+        assert_eq!(rows[0]["doc"]["domain"], json!(domain));
+    }
+    let body = get(
+        "global%2Finstances/_design/domain-and-aliases/_view/domain-and-aliases?key=%22nobody.example.com%22".into(),
+    );
+    assert_eq!(body["rows"], json!([]), "{body}");
+    for domain in DOMAINS {
+        let db = db_name(prefix_of(domain), "io.cozy.contacts").replace('/', "%2F");
+        let req = client
+            .post(format!("{}{db}/_find", couch.url))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+            .json(&json!({ "selector": { "me": true }, "use_index": "by-me", "limit": 1 }));
+        let body: Value = f.rt.block_on(async {
+            req.send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        let found = body["docs"].as_array().unwrap_or_else(|| panic!("{domain}: {body}"));
+        assert_eq!(found.len(), 1, "{domain}: {body}");
+        assert_eq!(found[0]["me"], json!(true));
+        assert_eq!(found[0]["cozy"][0]["url"], json!(format!("https://{domain}")));
+    }
+}
+
+#[test]
+fn couch_stack_lookups() {
+    stack_lookups(&Fixture::new(Backend::Couch));
+}
 
 /// The appendix literals above are the reference's, byte for byte once decoded: spot checks of
 /// the strings cozy-stack compares exactly (leading newline, tabs, no trailing newline…).
