@@ -974,6 +974,7 @@ fn stack_lookups(f: &Fixture) {
                 .unwrap()
         })
     };
+    const VIEW: &str = "global%2Finstances/_design/domain-and-aliases/_view/domain-and-aliases";
     let docs = f.instance_docs();
     for (key, domain) in [
         (ALICE, ALICE),
@@ -982,9 +983,7 @@ fn stack_lookups(f: &Fixture) {
         (BOB, BOB),
         (CAROL, CAROL),
     ] {
-        let body = get(format!(
-            "global%2Finstances/_design/domain-and-aliases/_view/domain-and-aliases?key=%22{key}%22&include_docs=true&limit=1"
-        ));
+        let body = get(format!("{VIEW}?key=%22{key}%22&include_docs=true&limit=1"));
         let rows = body["rows"].as_array().unwrap_or_else(|| panic!("{key}: {body}"));
         assert_eq!(rows.len(), 1, "{key}: {body}");
         assert_eq!(
@@ -993,9 +992,7 @@ fn stack_lookups(f: &Fixture) {
         );
         assert_eq!(rows[0]["doc"]["domain"], json!(domain));
     }
-    let body = get(
-        "global%2Finstances/_design/domain-and-aliases/_view/domain-and-aliases?key=%22nobody.example.com%22".into(),
-    );
+    let body = get(format!("{VIEW}?key=%22nobody.example.com%22"));
     assert_eq!(body["rows"], json!([]), "{body}");
     for domain in DOMAINS {
         let db = db_name(prefix_of(domain), "io.cozy.contacts").replace('/', "%2F");
