@@ -271,27 +271,12 @@ async fn upsert_keys(store: &Store, db: &str, id: &str, base: Value, set: &[(Str
                 let mut d = base.clone();
                 let m = d.as_object_mut().expect("docs are objects");
                 m.insert("_id".into(), json!(id));
-                for (k, v) in set {
-                    match v {
-                        Some(v) => m.insert(k.clone(), v.clone()),
-                        None => m.remove(k),
-                    };
-                }
+                apply_patch(m, set);
                 d
             }
             Some(mut d) => {
                 let m = d.as_object_mut().ok_or_else(|| anyhow!("{db}/{id} is not an object"))?;
-                let mut changed = false;
-                for (k, v) in set {
-                    if m.get(k) != v.as_ref() {
-                        changed = true;
-                        match v {
-                            Some(v) => m.insert(k.clone(), v.clone()),
-                            None => m.remove(k),
-                        };
-                    }
-                }
-                if !changed {
+                if !apply_patch(m, set) {
                     return Ok(());
                 }
                 d
@@ -304,6 +289,22 @@ async fn upsert_keys(store: &Store, db: &str, id: &str, base: Value, set: &[(Str
         }
     }
     bail!("writing {db}/{id}: it kept changing under us (409 after {CONFLICT_RETRIES} re-reads)")
+}
+
+/// Sets (`Some`) or removes (`None`) keys of a doc. Returns whether anything changed, so that a
+/// change already made (by an earlier try, or by someone else) is not written again.
+fn apply_patch(m: &mut Map<String, Value>, set: &[(String, Option<Value>)]) -> bool {
+    let mut changed = false;
+    for (k, v) in set {
+        if m.get(k) != v.as_ref() {
+            changed = true;
+            match v {
+                Some(v) => m.insert(k.clone(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+    }
+    changed
 }
 
 /// Ids of the Administrative and Photos dirs cozyform creates (see `layout::derived_id`).
@@ -561,17 +562,7 @@ async fn update_instance_doc(store: &Store, id: &str, domain: &str, patch: &[(St
             bail!("the instance doc {id} no longer belongs to {domain}; run plan again");
         }
         let mut m: Map<String, Value> = doc.as_object().cloned().unwrap_or_default();
-        let mut changed = false;
-        for (k, v) in patch {
-            if m.get(k) != v.as_ref() {
-                changed = true;
-                match v {
-                    Some(v) => m.insert(k.clone(), v.clone()),
-                    None => m.remove(k),
-                };
-            }
-        }
-        if !changed {
+        if !apply_patch(&mut m, patch) {
             return Ok(());
         }
         match store

@@ -246,44 +246,43 @@ impl CouchStore {
         }
     }
 
+    /// A request whose success returns the body and whose `absent` status means "not there".
+    async fn call_or_absent(&self, method: Method, path: &str, absent: StatusCode) -> StoreResult<Option<Value>> {
+        let (status, body) = self.call(method.clone(), path, &[], None).await?;
+        match status {
+            s if s.is_success() => Ok(Some(body)),
+            s if s == absent => Ok(None),
+            s => Err(self.http_error(&method, path, s, &body)),
+        }
+    }
+
     pub async fn create_db(&self, db: &str) -> StoreResult<bool> {
         let path = format!("/{}", seg(db));
-        let (status, body) = self.call(Method::PUT, &path, &[], None).await?;
-        match status {
-            s if s.is_success() => Ok(true),
-            StatusCode::PRECONDITION_FAILED => Ok(false),
-            s => Err(self.http_error(&Method::PUT, &path, s, &body)),
-        }
+        Ok(self
+            .call_or_absent(Method::PUT, &path, StatusCode::PRECONDITION_FAILED)
+            .await?
+            .is_some())
     }
 
     pub async fn delete_db(&self, db: &str) -> StoreResult<bool> {
         let path = format!("/{}", seg(db));
-        let (status, body) = self.call(Method::DELETE, &path, &[], None).await?;
-        match status {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s => Err(self.http_error(&Method::DELETE, &path, s, &body)),
-        }
+        Ok(self
+            .call_or_absent(Method::DELETE, &path, StatusCode::NOT_FOUND)
+            .await?
+            .is_some())
     }
 
     pub async fn db_exists(&self, db: &str) -> StoreResult<bool> {
         let path = format!("/{}", seg(db));
-        let (status, body) = self.call(Method::GET, &path, &[], None).await?;
-        match status {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s => Err(self.http_error(&Method::GET, &path, s, &body)),
-        }
+        Ok(self
+            .call_or_absent(Method::GET, &path, StatusCode::NOT_FOUND)
+            .await?
+            .is_some())
     }
 
     pub async fn get_doc(&self, db: &str, id: &str) -> StoreResult<Option<Value>> {
         let path = format!("/{}/{}", seg(db), seg(id));
-        let (status, body) = self.call(Method::GET, &path, &[], None).await?;
-        match status {
-            s if s.is_success() => Ok(Some(body)),
-            StatusCode::NOT_FOUND => Ok(None),
-            s => Err(self.http_error(&Method::GET, &path, s, &body)),
-        }
+        self.call_or_absent(Method::GET, &path, StatusCode::NOT_FOUND).await
     }
 
     pub async fn get_docs(&self, db: &str, ids: &[String]) -> StoreResult<Vec<Option<Value>>> {
