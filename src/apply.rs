@@ -110,7 +110,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
         .collect();
     let needs_global =
         plan.create_global_db || !plan.global.is_empty() || work.iter().any(|i| i.action == Action::Create);
-    if needs_global && let Err(e) = ensure_global(store, plan).await {
+    if needs_global && let Err(e) = ensure_global(store).await {
         report.global_error = Some(format!("{e:#}"));
         // Without the global database nothing can be created; updates may still go on.
     }
@@ -176,10 +176,9 @@ async fn apply_one(
 }
 
 /// Creates `global/instances` if needed and defines its view and indexes (`InitGlobalDB`).
-pub async fn ensure_global(store: &Store, plan: &Plan) -> Result<()> {
+pub async fn ensure_global(store: &Store) -> Result<()> {
     let db = layout::GLOBAL_INSTANCES_DB;
     store.create_db(db).await.context("creating global/instances")?;
-    let _ = plan;
     for v in layout::global_views() {
         define_view(store, db, v).await?;
     }

@@ -243,13 +243,7 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
         eprintln!("Apply cancelled.");
         return Ok(1);
     }
-    let store = match existing {
-        Some(s) => s,
-        None => open_store(desired, true, cli.verbose > 0)
-            .await?
-            .context("the store could not be created")?,
-    };
-    match apply_under_lock(&store, desired, args, &p).await? {
+    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0).await? {
         Locked::Applied(report) => {
             print_report(&report, st);
             Ok(if report.failed() > 0 { 1 } else { 0 })
@@ -274,12 +268,22 @@ pub(crate) fn state_changed() -> anyhow::Error {
 
 /// Takes the lock, re-plans (the state may have changed while the operator read the plan),
 /// applies if the plan is the one shown, stopping new work on Ctrl-C, and releases the lock.
+/// `existing` is the store the plan was read from; `None` for an embedded store that does not
+/// exist yet, which is created now that the plan is approved.
 pub(crate) async fn apply_under_lock(
-    store: &Store,
+    existing: Option<Store>,
     desired: &Desired,
     args: &ApplyArgs,
     shown: &Plan,
+    verbose: bool,
 ) -> Result<Locked> {
+    let store = match existing {
+        Some(s) => s,
+        None => open_store(desired, true, verbose)
+            .await?
+            .context("the store could not be created")?,
+    };
+    let store = &store;
     let lock = crate::lock::acquire(store, "apply", args.lock_timeout).await.map_err(|e| {
         match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
             Some(id) => user_error(

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{
     Exit, Locked, apply_under_lock, compute, load_config, open_store, refuse_plan_errors, state_changed, user_error,
@@ -41,13 +41,7 @@ pub(super) async fn apply_json(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         print_doc(&p, ApplyResult::new(None, true))?;
         return Ok(0);
     }
-    let store = match existing {
-        Some(s) => s,
-        None => open_store(desired, true, cli.verbose > 0)
-            .await?
-            .context("the store could not be created")?,
-    };
-    match apply_under_lock(&store, desired, args, &p).await? {
+    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0).await? {
         Locked::StateChanged => {
             print_doc(&p, ApplyResult::new(None, false))?;
             Err(state_changed())
