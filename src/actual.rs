@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::fsops::{self, FsState};
 use crate::layout;
+use crate::clusters::Stores;
 use crate::store::{Store, StoreResult};
 
 /// Page size of the `global/instances` scan.
@@ -151,9 +152,16 @@ pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
     }
 }
 
-/// Reads the actual state.
+/// Reads the actual state from one store (no clusters).
 pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> anyhow::Result<Actual> {
+    read_actual_in(&Stores::single(store.clone()), fs_root, opts).await
+}
+
+/// Reads the actual state: `global/instances` from the main store, the databases of each instance
+/// from its cluster (one ranged `_all_dbs` scan per cluster, all concurrently).
+pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions) -> anyhow::Result<Actual> {
     use anyhow::Context;
+    let store = &stores.main;
     let mut actual = Actual {
         global_db: store
             .db_exists(layout::GLOBAL_INSTANCES_DB)
@@ -164,20 +172,29 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
     if !actual.global_db {
         return Ok(actual);
     }
-    let (docs, dbs, global) = tokio::try_join!(
-        read_instance_docs(store),
-        store.all_dbs("cozy", "cozy\u{fff0}"),
-        read_global_design(store),
-    )
-    .context("reading global/instances and the database list")?;
+    let scans = futures::future::try_join_all(
+        stores
+            .instance_stores()
+            .into_iter()
+            .map(|s| s.all_dbs("cozy", "cozy\u{fff0}")),
+    );
+    let (docs, dbs, global) = tokio::try_join!(read_instance_docs(store), scans, read_global_design(store),)
+        .context("reading global/instances and the database lists")?;
     actual.global_missing = global;
 
-    let mut dbs_by_prefix: HashMap<String, Vec<String>> = HashMap::new();
-    for name in dbs {
-        if let Some((p, _)) = name.split_once('/') {
-            dbs_by_prefix.entry(p.to_string()).or_default().push(name);
-        }
-    }
+    // One map per instance store (each cluster, or the main store alone).
+    let dbs_by_prefix: Vec<HashMap<String, Vec<String>>> = dbs
+        .into_iter()
+        .map(|list| {
+            let mut m: HashMap<String, Vec<String>> = HashMap::new();
+            for name in list {
+                if let Some((p, _)) = name.split_once('/') {
+                    m.entry(p.to_string()).or_default().push(name);
+                }
+            }
+            m
+        })
+        .collect();
 
     let mut by_domain: BTreeMap<String, Vec<ActualInstance>> = BTreeMap::new();
     for doc in docs {
@@ -216,9 +233,23 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
             });
         }
         let esc = layout::escaped_db_prefix(&db_prefix);
-        let databases = match dbs_by_prefix.get(&esc) {
+        let cluster = crate::clusters::cluster_field(doc.get("couch_cluster"));
+        // The scanned list of the instance's store, unless its cluster falls back to main.
+        let scanned = if stores.clusters.is_empty() {
+            dbs_by_prefix.first()
+        } else if stores.is_configured(cluster) {
+            dbs_by_prefix.get(cluster as usize)
+        } else {
+            None
+        };
+        let databases = match scanned.and_then(|m| m.get(&esc)) {
             Some(v) => v.clone(),
-            None if !esc.starts_with("cozy") => store.all_dbs(&format!("{esc}/"), &format!("{esc}0")).await?,
+            None if !esc.starts_with("cozy") || scanned.is_none() => {
+                stores
+                    .for_cluster(cluster)
+                    .all_dbs(&format!("{esc}/"), &format!("{esc}0"))
+                    .await?
+            }
             None => Vec::new(),
         };
         let doctypes = layout::INSTANCE_DOCTYPES
@@ -270,7 +301,7 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
     let results: Vec<(usize, StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)>)> =
         futures::stream::iter(wanted.into_iter().map(|n| {
             let inst = &actual.instances[n];
-            let store = store.clone();
+            let store = stores.for_instance(&inst.doc).clone();
             async move { (n, read_instance_extras(&store, inst, deep).await) }
         }))
         .buffer_unordered(opts.parallelism.max(1))

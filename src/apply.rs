@@ -38,6 +38,7 @@ use crate::desired::{Desired, DesiredInstance};
 use crate::fsops;
 use crate::layout;
 use crate::plan::{Action, Change, CreateSpec, DocKind, Existing, InstancePlan, Plan, Repair};
+use crate::clusters::Stores;
 use crate::store::{Store, StoreError};
 
 /// How many times a write is retried after a 409 (re-read, re-check, retry).
@@ -100,8 +101,15 @@ fn random_bytes(n: usize) -> Vec<u8> {
     b
 }
 
-/// Applies a plan. Instances are independent: one failing does not stop the others.
+/// Applies a plan with one store for everything (no clusters).
 pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
+    apply_in(&Stores::single(store.clone()), desired, plan, opts).await
+}
+
+/// Applies a plan. Instances are independent: one failing does not stop the others. Instance docs
+/// go to the main store, an instance's databases to its cluster (`stores.for_cluster`).
+pub async fn apply_in(stores: &Stores, desired: &Desired, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
+    let store = &stores.main;
     let mut report = ApplyReport::default();
     let work: Vec<&InstancePlan> = plan
         .instances
@@ -124,7 +132,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
             } else if global_failed && ip.action == Action::Create {
                 Err(anyhow!("not created: global/instances could not be prepared"))
             } else {
-                apply_one(store, desired_inst, ip, opts, &mut link).await
+                apply_one(stores, desired_inst, ip, opts, &mut link).await
             };
             InstanceOutcome {
                 domain: ip.domain.clone(),
@@ -146,7 +154,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
 /// Applies one instance's plan. `link` receives the registration link as soon as the instance doc
 /// holding its token is written, so that it is shown even when a later step fails.
 async fn apply_one(
-    store: &Store,
+    stores: &Stores,
     want: Option<&DesiredInstance>,
     ip: &InstancePlan,
     opts: &ApplyOptions,
@@ -155,21 +163,23 @@ async fn apply_one(
     match ip.action {
         Action::Create => {
             let spec = ip.create.as_ref().ok_or_else(|| anyhow!("create without a spec"))?;
-            create_instance(store, &opts.fs_root, spec, link).await
+            let dbs = stores.for_cluster(spec.couch_cluster);
+            create_instance(&stores.main, dbs, &opts.fs_root, spec, link).await
         }
         Action::Update | Action::Repair => {
             let ex = ip
                 .existing
                 .as_ref()
                 .ok_or_else(|| anyhow!("update of an instance that was not read"))?;
-            update_instance(store, &opts.fs_root, want, ex, &ip.domain, &ip.changes, &ip.repairs).await
+            let dbs = stores.for_cluster(ex.couch_cluster);
+            update_instance(&stores.main, dbs, &opts.fs_root, want, ex, &ip.domain, &ip.changes, &ip.repairs).await
         }
         Action::Destroy => {
             let ex = ip
                 .existing
                 .as_ref()
                 .ok_or_else(|| anyhow!("destroy of an instance that was not read"))?;
-            destroy_instance(store, &opts.fs_root, ex, &ip.domain).await
+            destroy_instance(&stores.main, stores.for_cluster(ex.couch_cluster), &opts.fs_root, ex, &ip.domain).await
         }
         Action::NoOp | Action::Unmanaged => Ok(()),
     }
@@ -318,7 +328,13 @@ fn contact_id(prefix: &str) -> String {
     layout::derived_id("contact-myself", prefix)
 }
 
-async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec, link: &mut Option<String>) -> Result<()> {
+async fn create_instance(
+    global: &Store,
+    store: &Store,
+    fs_root: &Path,
+    spec: &CreateSpec,
+    link: &mut Option<String>,
+) -> Result<()> {
     let domain = spec.domain.as_str();
     let prefix = spec.prefix.as_str();
     // Refuse a symlink before writing anything.
@@ -389,7 +405,14 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec, link:
         disk_quota: spec.disk_quota,
     };
     let mut doc = layout::instance_doc(&id, &new, &secrets);
-    let rev = match store.put_doc(layout::GLOBAL_INSTANCES_DB, &doc).await {
+    if spec.couch_cluster != 0 {
+        // omitempty in cozy-stack: only a non-zero cluster is written.
+        doc["couch_cluster"] = json!(spec.couch_cluster);
+        doc = Value::Object(layout::canonical_instance_order(
+            doc.as_object().cloned().expect("docs are objects"),
+        ));
+    }
+    let rev = match global.put_doc(layout::GLOBAL_INSTANCES_DB, &doc).await {
         Ok(rev) => rev,
         Err(StoreError::Conflict { .. }) => bail!(
             "an instance doc for {domain} appeared while cozyform was creating it (another apply running?); run plan again"
@@ -410,7 +433,7 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec, link:
 
     // 6. Final update: the doc ends at rev 2, as after cozy-stack's creation.
     doc["_rev"] = json!(rev);
-    store
+    global
         .put_doc(layout::GLOBAL_INSTANCES_DB, &doc)
         .await
         .context("finishing the instance doc")?;
@@ -450,7 +473,9 @@ fn instance_patch(changes: &[Change], kind: DocKind) -> Vec<(String, Option<Valu
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn update_instance(
+    global: &Store,
     store: &Store,
     fs_root: &Path,
     want: Option<&DesiredInstance>,
@@ -509,7 +534,7 @@ async fn update_instance(
 
     let inst_patch = instance_patch(changes, DocKind::Instance);
     if !inst_patch.is_empty() {
-        update_instance_doc(store, &ex.id, domain, &inst_patch).await?;
+        update_instance_doc(global, &ex.id, domain, &inst_patch).await?;
     }
     let settings_patch = instance_patch(changes, DocKind::Settings);
     if !settings_patch.is_empty() || repairs.contains(&Repair::SettingsDoc) {
@@ -576,7 +601,7 @@ async fn update_instance_doc(store: &Store, id: &str, domain: &str, patch: &[(St
     bail!("the instance doc of {domain} kept changing under us (409 after {CONFLICT_RETRIES} re-reads)")
 }
 
-async fn destroy_instance(store: &Store, fs_root: &Path, ex: &Existing, domain: &str) -> Result<()> {
+async fn destroy_instance(global: &Store, store: &Store, fs_root: &Path, ex: &Existing, domain: &str) -> Result<()> {
     let db = layout::GLOBAL_INSTANCES_DB;
     // Refuse a symlinked folder before touching anything.
     let dir = fsops::instance_dir(fs_root, domain)?;
@@ -584,7 +609,7 @@ async fn destroy_instance(store: &Store, fs_root: &Path, ex: &Existing, domain: 
         bail!("{} is a symbolic link; refusing to destroy through it", dir.display());
     }
     // 1. Flag the instance as being deleted.
-    update_instance_doc(store, &ex.id, domain, &[("deleting".into(), Some(json!(true)))])
+    update_instance_doc(global, &ex.id, domain, &[("deleting".into(), Some(json!(true)))])
         .await
         .context("flagging the instance as deleting")?;
     // 2. Every database of the prefix, listed now.
@@ -607,11 +632,11 @@ async fn destroy_instance(store: &Store, fs_root: &Path, ex: &Existing, domain: 
     fsops::remove_instance_dir(fs_root, domain)?;
     // 4. The instance doc.
     for _ in 0..CONFLICT_RETRIES {
-        let Some(doc) = store.get_doc(db, &ex.id).await.context("reading the instance doc")? else {
+        let Some(doc) = global.get_doc(db, &ex.id).await.context("reading the instance doc")? else {
             return Ok(());
         };
         let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
-        match store.delete_doc(db, &ex.id, &rev).await {
+        match global.delete_doc(db, &ex.id, &rev).await {
             Ok(()) => return Ok(()),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e).context("deleting the instance doc"),

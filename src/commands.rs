@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::actual::{self, Actual, ReadOptions};
 use crate::apply::{self, ApplyOptions, ApplyReport};
+use crate::clusters::{Cluster, Stores};
 use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, PlanArgs, ReadArgs, SchemaKind, ValidateArgs};
 use crate::config::{self, Loaded};
 use crate::desired::{Desired, StoreTarget};
@@ -135,6 +136,30 @@ pub async fn open_store(desired: &Desired, create: bool, verbose: bool) -> Resul
     }
 }
 
+/// Opens the main store and every `[[couchdb.clusters]]` store (each pinged, concurrently).
+pub async fn open_stores(desired: &Desired, create: bool, verbose: bool) -> Result<Option<Stores>> {
+    let Some(main) = open_store(desired, create, verbose).await? else {
+        return Ok(None);
+    };
+    let clusters = futures::future::try_join_all(desired.clusters.iter().enumerate().map(|(n, c)| async move {
+        let s = CouchStore::new(&c.url, c.user.as_deref(), c.password.as_deref(), REQUEST_TIMEOUT_SECS)?
+            .with_verbose(verbose);
+        let store = Store::Couch(Arc::new(s));
+        store.ping().await.map_err(|e| {
+            user_error(
+                format!("cannot reach CouchDB cluster #{n} ([[couchdb.clusters]] {}): {e}", c.url),
+                "check the cluster's url and credentials; is the server running?",
+            )
+        })?;
+        Ok::<_, anyhow::Error>(Cluster {
+            store,
+            instance_creation: c.instance_creation,
+        })
+    }))
+    .await?;
+    Ok(Some(Stores { main, clusters }))
+}
+
 fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
     let settings_for: BTreeSet<String> = desired
         .instances
@@ -150,9 +175,9 @@ fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
 }
 
 /// Reads the actual state and plans.
-async fn compute(desired: &Desired, store: Option<&Store>, args: &ReadArgs) -> Result<(Actual, Plan)> {
+async fn compute(desired: &Desired, store: Option<&Stores>, args: &ReadArgs) -> Result<(Actual, Plan)> {
     let actual = match store {
-        Some(s) => actual::read_actual(s, &desired.fs_root, &read_options(desired, args)).await?,
+        Some(s) => actual::read_actual_in(s, &desired.fs_root, &read_options(desired, args)).await?,
         None => Actual::default(),
     };
     let p = plan::plan(desired, &actual);
@@ -176,9 +201,9 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let store = open_store(&loaded.desired, false, cli.verbose > 0).await?;
+    let store = open_stores(&loaded.desired, false, cli.verbose > 0).await?;
     if let Some(s) = &store
-        && let Ok(Some(held)) = crate::lock::current(s).await
+        && let Ok(Some(held)) = crate::lock::current(&s.main).await
     {
         eprintln!("warning: an apply holds the lock; this plan may change when it ends:\n  {held}");
     }
@@ -227,7 +252,7 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
     };
     let desired = &loaded.desired;
     // An embedded store that does not exist yet is created only once the plan is approved.
-    let existing = open_store(desired, false, cli.verbose > 0).await?;
+    let existing = open_stores(desired, false, cli.verbose > 0).await?;
     let (_actual, p) = compute(desired, existing.as_ref(), &args.read).await?;
     let st = Style::new(color);
     let rendered = render::render_plan(&p, st);
@@ -271,19 +296,19 @@ pub(crate) fn state_changed() -> anyhow::Error {
 /// `existing` is the store the plan was read from; `None` for an embedded store that does not
 /// exist yet, which is created now that the plan is approved.
 pub(crate) async fn apply_under_lock(
-    existing: Option<Store>,
+    existing: Option<Stores>,
     desired: &Desired,
     args: &ApplyArgs,
     shown: &Plan,
     verbose: bool,
 ) -> Result<Locked> {
-    let store = match existing {
+    let stores = match existing {
         Some(s) => s,
-        None => open_store(desired, true, verbose)
+        None => open_stores(desired, true, verbose)
             .await?
             .context("the store could not be created")?,
     };
-    let store = &store;
+    let store = &stores.main;
     let lock = crate::lock::acquire(store, "apply", args.lock_timeout).await.map_err(|e| {
         match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
             Some(id) => user_error(
@@ -293,15 +318,15 @@ pub(crate) async fn apply_under_lock(
             None => e,
         }
     })?;
-    let result = apply_locked(store, desired, args, shown).await;
+    let result = apply_locked(&stores, desired, args, shown).await;
     let released = crate::lock::release(store, &lock).await;
     let outcome = result?;
     released.context("releasing the lock")?;
     Ok(outcome)
 }
 
-async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown: &Plan) -> Result<Locked> {
-    let (_actual, p) = compute(desired, Some(store), &args.read).await?;
+async fn apply_locked(stores: &Stores, desired: &Desired, args: &ApplyArgs, shown: &Plan) -> Result<Locked> {
+    let (_actual, p) = compute(desired, Some(stores), &args.read).await?;
     // The global design docs are defined idempotently whatever the plan says; what the operator
     // approved is what happens to each instance.
     if p.instances != shown.instances || p.errors != shown.errors {
@@ -320,7 +345,7 @@ async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown:
             }
         }
     });
-    let report = apply::apply(store, desired, &p, &opts).await;
+    let report = apply::apply_in(stores, desired, &p, &opts).await;
     watcher.abort();
     Ok(Locked::Applied(report))
 }

@@ -42,6 +42,17 @@ pub struct DesiredInstance {
     /// Keys of the settings doc (`email`, `public_name`, `phone`, `tz` and the extra `settings`),
     /// string values.
     pub settings: BTreeMap<String, String>,
+    /// `couch_cluster`: the index of the cluster holding the databases (see [`ClusterTarget`]).
+    pub couch_cluster: Option<u32>,
+}
+
+/// One `[[couchdb.clusters]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTarget {
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub instance_creation: bool,
 }
 
 impl DesiredInstance {
@@ -58,6 +69,7 @@ impl DesiredInstance {
             blocked: None,
             blocking_reason: None,
             settings: BTreeMap::new(),
+            couch_cluster: None,
         }
     }
 
@@ -83,4 +95,6 @@ pub struct Desired {
     pub fs_root: PathBuf,
     /// Keyed by normalized domain.
     pub instances: BTreeMap<String, DesiredInstance>,
+    /// `[[couchdb.clusters]]`, in order; empty when not configured (everything on the main URL).
+    pub clusters: Vec<ClusterTarget>,
 }

@@ -6,6 +6,7 @@
 pub mod actual;
 pub mod apply;
 pub mod cli;
+pub mod clusters;
 pub mod commands;
 pub mod config;
 pub mod desired;

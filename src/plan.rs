@@ -79,6 +79,9 @@ pub struct CreateSpec {
     pub blocking_reason: Option<String>,
     /// Settings doc entries (email, public_name, phone, tz and extras).
     pub settings: BTreeMap<String, String>,
+    /// The cluster the databases go to (`couch_cluster`; see [`crate::clusters::place`]).
+    #[serde(default)]
+    pub couch_cluster: u32,
 }
 
 /// The existing instance a plan entry acts on.
@@ -87,6 +90,9 @@ pub struct Existing {
     pub id: String,
     pub rev: String,
     pub db_prefix: String,
+    /// The instance doc's `couch_cluster`: where its databases live.
+    #[serde(default)]
+    pub couch_cluster: u32,
 }
 
 /// The plan for one instance.
@@ -270,6 +276,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             .chain(layout::global_indexes().map(|i| i.ddoc.to_string()))
             .collect();
     }
+    crate::clusters::place(desired, actual, &mut out);
     out
 }
 
@@ -278,6 +285,7 @@ fn existing_of(h: &ActualInstance) -> Existing {
         id: h.id.clone(),
         rev: h.rev.clone(),
         db_prefix: h.db_prefix.clone(),
+        couch_cluster: crate::clusters::couch_cluster_of(&h.doc),
     }
 }
 
@@ -312,6 +320,7 @@ pub fn create_spec(w: &DesiredInstance) -> CreateSpec {
         blocked,
         blocking_reason: if blocked { w.blocking_reason.clone() } else { None },
         settings: w.settings.clone(),
+        couch_cluster: 0,
     }
 }
 
@@ -551,6 +560,7 @@ pub(crate) mod tests {
             },
             fs_root: PathBuf::from("/srv/cozy"),
             instances: instances.into_iter().map(|i| (i.domain.clone(), i)).collect(),
+            clusters: Vec::new(),
         }
     }
 

@@ -104,6 +104,7 @@ fn desired(fs_root: &Path, store: &Path, prune: bool, specs: &[Option<Spec>]) ->
         },
         fs_root: fs_root.to_path_buf(),
         instances,
+        clusters: Vec::new(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use super::{
-    Exit, Locked, apply_under_lock, compute, load_config, open_store, refuse_plan_errors, state_changed, user_error,
+    Exit, Locked, apply_under_lock, compute, load_config, open_stores, refuse_plan_errors, state_changed, user_error,
 };
 use crate::cli::{ApplyArgs, Cli};
 use crate::plan::Plan;
@@ -31,7 +31,7 @@ pub(super) async fn apply_json(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         Err(code) => return Ok(code),
     };
     let desired = &loaded.desired;
-    let existing = open_store(desired, false, cli.verbose > 0).await?;
+    let existing = open_stores(desired, false, cli.verbose > 0).await?;
     let (_actual, p) = compute(desired, existing.as_ref(), &args.read).await?;
     if !p.errors.is_empty() {
         print_doc(&p, ApplyResult::new(None, false))?;

@@ -45,6 +45,22 @@ pub struct CouchdbConfig {
     /// URL of the CouchDB server, e.g. `http://127.0.0.1:5984/`. Credentials come from
     /// `COUCHDB_USER` / `COUCHDB_PASSWORD`, or `user:pass@` in the URL.
     pub url: String,
+    /// Several CouchDB clusters, as cozy-stack's `couchdb.clusters`: each instance's databases live on
+    /// the cluster its instance doc's `couch_cluster` names (an index into this list; absent = 0).
+    /// `global/instances` stays on `url`. Without this list, everything is on `url`.
+    #[serde(default)]
+    pub clusters: Option<Vec<ClusterConfig>>,
+}
+
+/// `[[couchdb.clusters]]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// URL of the cluster; credentials as for `[couchdb] url`.
+    pub url: String,
+    /// Whether new instances may be placed on this cluster (default true, as in cozy-stack).
+    #[serde(default)]
+    pub instance_creation: Option<bool>,
 }
 
 /// `[storage]`
@@ -121,11 +137,17 @@ pub struct InstanceConfig {
     pub blocked: Option<bool>,
     pub blocking_reason: Option<String>,
     pub prevent_destroy: Option<bool>,
+    /// Index of the `[[couchdb.clusters]]` entry holding the instance's databases. On creation,
+    /// the instance goes there (the cluster must have `instance_creation = true`); when absent, the
+    /// least-loaded cluster with `instance_creation = true` is chosen. An existing instance is never
+    /// moved: a different value is a plan error.
+    pub couch_cluster: Option<u32>,
 }
 
 /// Keys of the top-level table, in canonical order.
 pub const TOP_KEYS: &[&str] = &["prune", "couchdb", "storage", "defaults", "instances"];
-pub const COUCHDB_KEYS: &[&str] = &["url"];
+pub const COUCHDB_KEYS: &[&str] = &["url", "clusters"];
+pub const CLUSTER_KEYS: &[&str] = &["url", "instance_creation"];
 pub const STORAGE_KEYS: &[&str] = &["fs_root"];
 /// Keys of an instance table, in canonical order.
 pub const INSTANCE_KEYS: &[&str] = &[
@@ -143,6 +165,7 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "couch_cluster",
 ];
 /// Keys of `[defaults]`.
 pub const DEFAULT_KEYS: &[&str] = &[
@@ -210,5 +233,6 @@ mod tests {
         assert_eq!(props(&schema, Some("InstanceDefaults")), sorted(DEFAULT_KEYS));
         assert_eq!(props(&schema, Some("CouchdbConfig")), sorted(COUCHDB_KEYS));
         assert_eq!(props(&schema, Some("StorageConfig")), sorted(STORAGE_KEYS));
+        assert_eq!(props(&schema, Some("ClusterConfig")), sorted(CLUSTER_KEYS));
     }
 }

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use toml_edit::{Item, TableLike, Value};
 
 use super::diagnostics::{ConfigError, Diagnostic, Severity};
-use super::{COUCHDB_KEYS, DEFAULT_KEYS, INSTANCE_KEYS, SETTINGS_DOC_KEYS, SETTINGS_RESERVED, STORAGE_KEYS, TOP_KEYS};
-use crate::desired::{Desired, DesiredInstance, InstanceState, StoreTarget};
+use super::{CLUSTER_KEYS, COUCHDB_KEYS, DEFAULT_KEYS, INSTANCE_KEYS, SETTINGS_DOC_KEYS, SETTINGS_RESERVED, STORAGE_KEYS, TOP_KEYS};
+use crate::desired::{ClusterTarget, Desired, DesiredInstance, InstanceState, StoreTarget};
 use crate::domain::validate_domain;
 use crate::layout::BLOCKING_REASONS;
 use crate::quota::parse_bytes;
@@ -120,6 +120,7 @@ pub fn load_str(
 
     let prune = w.boolean(root, "prune").map(|(b, _)| b).unwrap_or(false);
 
+    let mut clusters: Vec<ClusterTarget> = Vec::new();
     let store = match root.get("couchdb") {
         None => StoreTarget::Embedded {
             path: base_dir.join(".cozyform").join("store.sqlite"),
@@ -131,12 +132,17 @@ pub fn load_str(
                 },
                 Some(t) => {
                     w.check_keys(t, COUCHDB_KEYS, "[couchdb]");
+                    clusters = w.clusters(t, env);
                     match w.string(t, "url") {
                         None => {
                             w.err(
                             key_span(root, "couchdb"),
                             "[couchdb] has no url".into(),
-                            Some("add url = \"http://127.0.0.1:5984/\", or remove [couchdb] to use the embedded store".into()),
+                            Some(if t.contains_key("clusters") {
+                                "[couchdb] url holds global/instances and is required with [[couchdb.clusters]]; clusters do not apply to the embedded store".into()
+                            } else {
+                                "add url = \"http://127.0.0.1:5984/\", or remove [couchdb] to use the embedded store".into()
+                            }),
                         );
                             StoreTarget::Embedded { path: PathBuf::new() }
                         }
@@ -302,6 +308,32 @@ pub fn load_str(
                     inst.settings.insert(k.to_string(), v);
                 }
             }
+            if let Some(item) = it.get("couch_cluster") {
+                let span = Walker::value_span(it, "couch_cluster");
+                match item.as_integer() {
+                    Some(n) if matches!(store, StoreTarget::Embedded { .. }) => {
+                        let _ = n;
+                        w.err(
+                            span,
+                            format!("{what} sets couch_cluster, but the embedded store has no clusters"),
+                            Some("remove couch_cluster, or configure [couchdb] url and [[couchdb.clusters]]".into()),
+                        );
+                    }
+                    Some(n) if n >= 0 && (n as usize) < clusters.len().max(1) => inst.couch_cluster = Some(n as u32),
+                    Some(n) => w.err(
+                        span,
+                        format!(
+                            "couch_cluster = {n} of {what} names no cluster: {} configured",
+                            match clusters.len() {
+                                0 => "no [[couchdb.clusters]] is".to_string(),
+                                k => format!("[[couchdb.clusters]] has {k} entries (0 to {})", k - 1),
+                            }
+                        ),
+                        Some("couch_cluster is an index into [[couchdb.clusters]], starting at 0".into()),
+                    ),
+                    None => w.wrong_type(it, "couch_cluster", "an integer", "1"),
+                }
+            }
             if inst.blocked != Some(true) {
                 // A default reason only applies to blocked instances; it was reported once above.
                 inst.blocking_reason = None;
@@ -380,6 +412,7 @@ pub fn load_str(
             store,
             fs_root,
             instances,
+            clusters,
         },
         warnings,
     })
@@ -721,6 +754,48 @@ impl Walker<'_> {
             }
         }
         f
+    }
+
+    /// `[[couchdb.clusters]]` of the `[couchdb]` table.
+    fn clusters(&mut self, t: &dyn TableLike, env: &dyn Fn(&str) -> Option<String>) -> Vec<ClusterTarget> {
+        let Some(item) = t.get("clusters") else {
+            return Vec::new();
+        };
+        let hint = "write each cluster as [[couchdb.clusters]] with url = \"http://…:5984/\" and instance_creation = true|false";
+        let Some(list) = item.as_array_of_tables() else {
+            let span = Self::value_span(t, "clusters");
+            self.err(
+                span,
+                format!("`couchdb.clusters` must be an array of tables, found {}", type_name(item)),
+                Some(hint.into()),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (n, c) in list.iter().enumerate() {
+            self.check_keys(c, CLUSTER_KEYS, &format!("[[couchdb.clusters]] #{n}"));
+            let instance_creation = self.boolean(c, "instance_creation").map(|b| b.0).unwrap_or(true);
+            let target = match self.string(c, "url") {
+                None => {
+                    self.err(
+                        c.span(),
+                        format!("[[couchdb.clusters]] #{n} has no url"),
+                        Some(hint.into()),
+                    );
+                    continue;
+                }
+                Some((u, span)) => self.couch_url(&u, span, env),
+            };
+            if let StoreTarget::Couch { url, user, password } = target {
+                out.push(ClusterTarget {
+                    url,
+                    user,
+                    password,
+                    instance_creation,
+                });
+            }
+        }
+        out
     }
 
     fn couch_url(
