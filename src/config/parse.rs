@@ -323,9 +323,9 @@ pub fn load_str(
                     Some(n) => w.err(
                         span,
                         format!(
-                            "couch_cluster = {n} of {what} names no cluster: {} configured",
+                            "couch_cluster = {n} of {what} names no cluster: {}",
                             match clusters.len() {
-                                0 => "no [[couchdb.clusters]] is".to_string(),
+                                0 => "no [[couchdb.clusters]] is configured, so only 0 (the main url) exists".to_string(),
                                 k => format!("[[couchdb.clusters]] has {k} entries (0 to {})", k - 1),
                             }
                         ),
