@@ -172,6 +172,62 @@ function isAdmin(req) {
   return !!(s && s.userCtx && Array.isArray(s.userCtx.roles) && s.userCtx.roles.indexOf('_admin') !== -1);
 }
 
+// Bench support (cozyform-bench). express-pouchdb asks the registry for the whole list of database
+// names on every request (O(number of databases)); the shim caches it, sorted, and drops the cache
+// whenever a database is created or deleted. `POST /_cozyform_bench/register_dbs {"names": [...]}`
+// (admin only) lists names without opening their databases, so that a fleet of 10,000 instances
+// (160,000 databases) fits in memory; such a database is opened, empty, when first used.
+const registeredDbs = new Set();
+let allDbsGeneration = 0;
+
+function invalidateAllDbs() {
+  allDbsGeneration += 1;
+}
+
+function cacheAllDbs(P) {
+  if (!P || P.__shimAllDbsCached) return;
+  const orig = P.allDbs.bind(P);
+  let cached = null;
+  let cachedGen = -1;
+  if (typeof P.on === 'function') {
+    P.on('created', invalidateAllDbs);
+    P.on('destroyed', invalidateAllDbs);
+  }
+  P.allDbs = function (cb) {
+    const gen = allDbsGeneration;
+    const p = cached && cachedGen === gen
+      ? Promise.resolve(cached)
+      : orig().then((dbs) => {
+        const set = new Set(dbs);
+        for (const n of registeredDbs) set.add(n);
+        const sorted = Array.from(set).sort();
+        if (gen === allDbsGeneration) {
+          cached = sorted;
+          cachedGen = gen;
+        }
+        return sorted;
+      });
+    if (typeof cb === 'function') {
+      p.then((d) => cb(null, d), (e) => cb(e));
+      return undefined;
+    }
+    return p;
+  };
+  P.__shimAllDbsCached = true;
+}
+
+// First index of `sorted` whose value is >= key.
+function lowerBound(sorted, key) {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 function allDbNames(PouchDB) {
   return new Promise((resolve, reject) => {
     PouchDB.allDbs((err, dbs) => (err ? reject(err) : resolve(dbs.filter((n) => !HIDDEN_DBS.has(n)))));
@@ -261,6 +317,7 @@ function installShimRoutes(app) {
   // (CouchDB 3 defaults). This also avoids express-pouchdb's crash on an
   // anonymous PUT /newdb.
   app.use((req, res, next) => {
+    cacheAllDbs(req.PouchDB);
     if (!adminsConfigured() || isAdmin(req)) return next();
     const p = req.path;
     const read = req.method === 'GET' || req.method === 'HEAD';
@@ -294,13 +351,32 @@ function installShimRoutes(app) {
   app.get('/_all_dbs', async (req, res) => {
     try {
       const q = req.query; // express-pouchdb has already JSON-decoded the values
-      let dbs = (await allDbNames(req.PouchDB)).sort();
       const descending = q.descending === true || q.descending === 'true';
       const start = q.start_key !== undefined ? q.start_key : q.startkey;
       const end = q.end_key !== undefined ? q.end_key : q.endkey;
       const inclusiveEnd = !(q.inclusive_end === false || q.inclusive_end === 'false');
       const skip = numberParam(q.skip, 'skip') || 0;
       const limit = numberParam(q.limit, 'limit');
+      if (!descending) {
+        // The cached sorted list and a binary search: a page costs its size, not the server's.
+        const sorted = await req.PouchDB.allDbs();
+        const out = [];
+        let skipped = 0;
+        const from = start !== undefined ? lowerBound(sorted, String(start)) : 0;
+        for (let i = from; i < sorted.length; i++) {
+          const name = sorted[i];
+          if (end !== undefined && (name > String(end) || (!inclusiveEnd && name === String(end)))) break;
+          if (HIDDEN_DBS.has(name)) continue;
+          if (skipped < skip) {
+            skipped += 1;
+            continue;
+          }
+          if (limit !== undefined && out.length >= limit) break;
+          out.push(name);
+        }
+        return sendJSON(res, 200, out);
+      }
+      let dbs = (await allDbNames(req.PouchDB)).sort();
       if (descending) dbs.reverse();
       dbs = dbs.filter((name) => {
         if (start !== undefined && (descending ? name > String(start) : name < String(start))) return false;
@@ -316,6 +392,16 @@ function installShimRoutes(app) {
     } catch (err) {
       sendError(res, err);
     }
+  });
+
+  app.post('/_cozyform_bench/register_dbs', utils.jsonParser, (req, res) => {
+    const names = req.body && req.body.names;
+    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && validDbName(n))) {
+      return sendJSON(res, 400, { error: 'bad_request', reason: '`names` must be a list of valid database names' });
+    }
+    for (const n of names) registeredDbs.add(n);
+    invalidateAllDbs();
+    sendJSON(res, 200, { ok: true, registered: names.length });
   });
 
   // POST /_dbs_info {"keys": [...]} (missing in express-pouchdb).
@@ -353,6 +439,7 @@ function installShimRoutes(app) {
       });
     }
     deletedCountCache.delete(name);
+    res.on('finish', invalidateAllDbs);
     next();
   });
 
@@ -365,6 +452,10 @@ function installShimRoutes(app) {
         return sendJSON(res, 404, { error: 'not_found', reason: 'Database does not exist.' });
       }
       deletedCountCache.delete(name);
+      res.on('finish', () => {
+        registeredDbs.delete(name);
+        invalidateAllDbs();
+      });
       next();
     } catch (err) {
       sendError(res, err);
