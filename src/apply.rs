@@ -7,8 +7,9 @@
 //! any point leave a state that the next plan recognizes and repairs:
 //!
 //! Create:
-//! 1. the 16 databases (concurrently), then the settings doc and the "myself" contact;
-//! 2. the 22 mango indexes and 13 views (concurrently);
+//! 1. the 16 databases (concurrently), then the settings doc and the "myself" contact (each one PUT);
+//! 2. the 22 mango indexes and 13 views (concurrently; views PUT without a read, as the databases
+//!    are new — a conflict falls back to read-compare-write);
 //! 3. the root, trash, Administrative and Photos directory docs, in one `_bulk_docs`;
 //! 4. the instance doc in `global/instances`, PUT with a client-chosen id — from here on, the plan
 //!    sees the instance. A crash before this point leaves no instance doc, so the next plan creates
@@ -226,8 +227,20 @@ async fn define_view(store: &Store, db: &str, v: &layout::ViewDef) -> Result<()>
     bail!("defining view {db}/{id}: it kept changing under us")
 }
 
-/// Defines every index and view of the given doctypes in their databases, concurrently.
-async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str]) -> Result<()> {
+/// PUTs a view's design doc in a database just created, where it is normally missing: one request
+/// instead of a read and a write. A conflict (the doc exists: a retried creation) falls back to
+/// [`define_view`].
+async fn put_new_view(store: &Store, db: &str, v: &layout::ViewDef) -> Result<()> {
+    match store.put_doc(db, &v.design_doc()).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict { .. }) => define_view(store, db, v).await,
+        Err(e) => Err(e).with_context(|| format!("defining view {db}/_design/{}", v.name)),
+    }
+}
+
+/// Defines every index and view of the given doctypes in their databases, concurrently. `fresh`:
+/// the databases were just created, so views are PUT without reading them first.
+async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str], fresh: bool) -> Result<()> {
     let mut tasks = Vec::new();
     for i in layout::instance_indexes().filter(|i| doctypes.contains(&i.doctype)) {
         let db = layout::db_name(db_prefix, i.doctype);
@@ -241,7 +254,11 @@ async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str]) -> Res
     for v in layout::instance_views().filter(|v| doctypes.contains(&v.doctype)) {
         let db = layout::db_name(db_prefix, v.doctype);
         tasks.push(futures::future::Either::Right(async move {
-            define_view(store, &db, v).await
+            if fresh {
+                put_new_view(store, &db, v).await
+            } else {
+                define_view(store, &db, v).await
+            }
         }));
     }
     for r in futures::future::join_all(tasks).await {
@@ -351,14 +368,22 @@ async fn create_instance(
     let settings_db = layout::db_name(prefix, layout::SETTINGS);
     let entries: Vec<(String, Option<Value>)> =
         spec.settings.iter().map(|(k, v)| (k.clone(), Some(json!(v)))).collect();
-    upsert_keys(
-        store,
-        &settings_db,
-        layout::SETTINGS_DOC_ID,
-        layout::settings_doc(&BTreeMap::new()),
-        &entries,
-    )
-    .await?;
+    // In a database just created the doc is normally missing: PUT it at once; on a conflict (a
+    // retried creation), complete the existing doc.
+    match store.put_doc(&settings_db, &layout::settings_doc(&spec.settings)).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict { .. }) => {
+            upsert_keys(
+                store,
+                &settings_db,
+                layout::SETTINGS_DOC_ID,
+                layout::settings_doc(&BTreeMap::new()),
+                &entries,
+            )
+            .await?
+        }
+        Err(e) => return Err(e).with_context(|| format!("writing {settings_db}/{}", layout::SETTINGS_DOC_ID)),
+    }
     let contacts_db = layout::db_name(prefix, layout::CONTACTS);
     let cid = contact_id(prefix);
     let contact = layout::myself_contact(
@@ -370,7 +395,7 @@ async fn create_instance(
     put_if_missing(store, &contacts_db, &contact).await?;
 
     // 2. Indexes and views.
-    define_design(store, prefix, layout::INSTANCE_DOCTYPES).await?;
+    define_design(store, prefix, layout::INSTANCE_DOCTYPES, true).await?;
 
     // 3. Directory docs.
     let t = now();
@@ -495,7 +520,7 @@ async fn update_instance(
         .collect();
     if !missing_dbs.is_empty() {
         create_dbs(store, prefix, &missing_dbs).await?;
-        define_design(store, prefix, &missing_dbs).await?;
+        define_design(store, prefix, &missing_dbs, false).await?;
     }
     let files_db = layout::db_name(prefix, layout::FILES);
     let t = now();
