@@ -291,6 +291,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
 
     // Per-instance reads, concurrently and bounded.
     let deep = opts.deep;
+    crate::progress::message(format!("read {} instance docs", actual.instances.len()));
     let wanted: Vec<usize> = actual
         .instances
         .iter()
@@ -298,11 +299,25 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .filter(|(_, i)| deep || opts.settings_for.contains(&i.domain))
         .map(|(n, _)| n)
         .collect();
+    if !wanted.is_empty() {
+        crate::progress::stage(
+            wanted.len() as u64,
+            if deep {
+                "verifying databases, indexes and views (--deep)"
+            } else {
+                "reading settings docs"
+            },
+        );
+    }
     let results: Vec<(usize, StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)>)> =
         futures::stream::iter(wanted.into_iter().map(|n| {
             let inst = &actual.instances[n];
             let store = stores.for_instance(&inst.doc).clone();
-            async move { (n, read_instance_extras(&store, inst, deep).await) }
+            async move {
+                let r = read_instance_extras(&store, inst, deep).await;
+                crate::progress::inc();
+                (n, r)
+            }
         }))
         .buffer_unordered(opts.parallelism.max(1))
         .collect()

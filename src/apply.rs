@@ -124,6 +124,7 @@ pub async fn apply_in(stores: &Stores, desired: &Desired, plan: &Plan, opts: &Ap
         // Without the global database nothing can be created; updates may still go on.
     }
     let global_failed = report.global_error.is_some();
+    crate::progress::stage(work.len() as u64, "applying");
     let results: Vec<InstanceOutcome> = futures::stream::iter(work.into_iter().map(|ip| {
         let desired_inst = desired.instances.get(&ip.domain);
         async move {
@@ -133,8 +134,10 @@ pub async fn apply_in(stores: &Stores, desired: &Desired, plan: &Plan, opts: &Ap
             } else if global_failed && ip.action == Action::Create {
                 Err(anyhow!("not created: global/instances could not be prepared"))
             } else {
+                crate::progress::message(format!("{} {}", verb(ip.action), ip.domain));
                 apply_one(stores, desired_inst, ip, opts, &mut link).await
             };
+            crate::progress::inc();
             InstanceOutcome {
                 domain: ip.domain.clone(),
                 action: ip.action,
@@ -150,6 +153,17 @@ pub async fn apply_in(stores: &Stores, desired: &Desired, plan: &Plan, opts: &Ap
     report.outcomes = results;
     report.outcomes.sort_by(|a, b| a.domain.cmp(&b.domain));
     report
+}
+
+/// The operation under way, for the progress bar.
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Create => "creating",
+        Action::Update => "updating",
+        Action::Repair => "repairing",
+        Action::Destroy => "destroying",
+        Action::NoOp | Action::Unmanaged => "checking",
+    }
 }
 
 /// Applies one instance's plan. `link` receives the registration link as soon as the instance doc

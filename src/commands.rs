@@ -46,6 +46,12 @@ pub type Exit = u8;
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit> {
     let color = use_color(cli.color);
+    let json = match &cli.command {
+        Command::Plan(a) => a.json,
+        Command::Apply(a) => a.json,
+        _ => true,
+    };
+    crate::progress::configure(!cli.no_progress && !cli.quiet && !json && std::io::stderr().is_terminal());
     match &cli.command {
         Command::Validate(args) => validate(&cli, args),
         Command::ForceUnlock { lock_id } => force_unlock(&cli, lock_id).await,
@@ -176,11 +182,16 @@ fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
 
 /// Reads the actual state and plans.
 async fn compute(desired: &Desired, store: Option<&Stores>, args: &ReadArgs) -> Result<(Actual, Plan)> {
+    crate::progress::stage(0, "reading global/instances and the database lists");
     let actual = match store {
-        Some(s) => actual::read_actual_in(s, &desired.fs_root, &read_options(desired, args)).await?,
+        Some(s) => actual::read_actual_in(s, &desired.fs_root, &read_options(desired, args))
+            .await
+            .inspect_err(|_| crate::progress::finish())?,
         None => Actual::default(),
     };
+    crate::progress::message("planning");
     let p = plan::plan(desired, &actual);
+    crate::progress::finish();
     Ok((actual, p))
 }
 
@@ -346,6 +357,7 @@ async fn apply_locked(stores: &Stores, desired: &Desired, args: &ApplyArgs, show
         }
     });
     let report = apply::apply_in(stores, desired, &p, &opts).await;
+    crate::progress::finish();
     watcher.abort();
     Ok(Locked::Applied(report))
 }

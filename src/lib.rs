@@ -15,6 +15,7 @@ pub mod fsops;
 pub mod layout;
 pub mod lock;
 pub mod plan;
+pub mod progress;
 pub mod quota;
 pub mod render;
 pub mod render_json;

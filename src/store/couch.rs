@@ -158,12 +158,12 @@ impl CouchStore {
             retryable: true,
         })?;
         if self.verbose {
-            eprintln!(
+            crate::progress::log_line(&format!(
                 "http: {method} {} {} {:?}",
                 self.url_for(path),
                 status.as_u16(),
                 started.elapsed()
-            );
+            ));
         }
         let value = if bytes.is_empty() {
             Value::Null
