@@ -165,3 +165,79 @@ pub fn place(desired: &Desired, actual: &Actual, plan: &mut Plan) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{ClusterTarget, DesiredInstance};
+    use crate::plan::tests::{actual, desired, existing};
+
+    fn cluster(creation: bool) -> ClusterTarget {
+        ClusterTarget {
+            url: "http://c:5984/".into(),
+            user: None,
+            password: None,
+            instance_creation: creation,
+        }
+    }
+
+    fn placed(p: &Plan) -> Vec<(String, u32)> {
+        p.instances
+            .iter()
+            .filter_map(|i| i.create.as_ref().map(|c| (i.domain.clone(), c.couch_cluster)))
+            .collect()
+    }
+
+    #[test]
+    fn new_instances_go_to_the_least_loaded_cluster_accepting_creations() {
+        let mut d = desired(
+            ["a.example", "b.example", "c.example", "old.example"]
+                .into_iter()
+                .map(DesiredInstance::new)
+                .collect(),
+            false,
+        );
+        d.clusters = vec![cluster(true), cluster(false), cluster(true)];
+        // old.example already lives on cluster 0.
+        let p = crate::plan::plan(&d, &actual(vec![existing("old.example", json!({}))]));
+        assert_eq!(
+            placed(&p),
+            vec![("a.example".into(), 2), ("b.example".into(), 0), ("c.example".into(), 2)]
+        );
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+    }
+
+    #[test]
+    fn declared_cluster_is_used_and_must_accept_creations() {
+        let mut a = DesiredInstance::new("a.example");
+        a.couch_cluster = Some(1);
+        let mut d = desired(vec![a], false);
+        d.clusters = vec![cluster(true), cluster(true)];
+        let p = crate::plan::plan(&d, &actual(vec![]));
+        assert_eq!(placed(&p), vec![("a.example".into(), 1)]);
+        d.clusters[1].instance_creation = false;
+        let p = crate::plan::plan(&d, &actual(vec![]));
+        assert!(p.errors[0].contains("instance_creation = false"), "{:?}", p.errors);
+    }
+
+    #[test]
+    fn without_clusters_everything_is_on_cluster_zero_and_nothing_is_shown() {
+        let p = crate::plan::plan(&desired(vec![DesiredInstance::new("a.example")], false), &actual(vec![]));
+        assert_eq!(placed(&p), vec![("a.example".into(), 0)]);
+        assert!(p.instances[0].changes.iter().all(|c| c.key != "couch_cluster"));
+    }
+
+    #[test]
+    fn a_different_declared_cluster_for_an_existing_instance_is_refused() {
+        let mut a = DesiredInstance::new("a.example");
+        a.couch_cluster = Some(0);
+        let mut d = desired(vec![a], false);
+        d.clusters = vec![cluster(true), cluster(true)];
+        let p = crate::plan::plan(&d, &actual(vec![existing("a.example", json!({"couch_cluster": 1}))]));
+        assert!(
+            p.errors.iter().any(|e| e.contains("does not move instances")),
+            "{:?}",
+            p.errors
+        );
+    }
+}

@@ -924,7 +924,7 @@ async fn run(opts: Opts) -> Result<()> {
         out.insert(
             "embedded".into(),
             json!({
-                "instances": opts.embedded_n, "wall_s": round3(run.wall_s), "store_operations": run.requests,
+                "instances": opts.embedded_n, "wall_s": round3(run.wall_s),
                 "peak_rss_mb": round3(run.peak_rss_mb),
             }),
         );
