@@ -126,6 +126,20 @@ pub fn redact(doc: &Value) -> Map<String, Value> {
     m
 }
 
+/// [`redact`] without a copy.
+fn redact_owned(doc: Value) -> Map<String, Value> {
+    let mut m = match doc {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    m.remove("_id");
+    m.remove("_rev");
+    for k in layout::SECRET_KEYS {
+        m.remove(*k);
+    }
+    m
+}
+
 /// Reads every instance doc of `global/instances`, design docs skipped.
 pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
     let mut out = Vec::new();
@@ -140,12 +154,25 @@ pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
             .and_then(|d| d.get("_id"))
             .and_then(Value::as_str)
             .map(str::to_string);
-        out.extend(page.into_iter().filter(|d| {
-            !d.get("_id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .starts_with("_design/")
-        }));
+        out.extend(
+            page.into_iter()
+                .filter(|d| {
+                    !d.get("_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .starts_with("_design/")
+                })
+                .map(|mut d| {
+                    // Secrets are never used; dropping them at once halves the memory a large
+                    // fleet's docs take while the rest is read.
+                    if let Some(m) = d.as_object_mut() {
+                        for k in layout::SECRET_KEYS {
+                            m.remove(*k);
+                        }
+                    }
+                    d
+                }),
+        );
         if n < INSTANCES_PAGE {
             return Ok(out);
         }
@@ -197,6 +224,17 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .collect();
 
     let mut by_domain: BTreeMap<String, Vec<ActualInstance>> = BTreeMap::new();
+    // Prefixes claimed by more than one doc: their database lists are copied, the others moved.
+    let shared_prefixes: std::collections::HashSet<String> = {
+        let mut seen: HashMap<&str, u32> = HashMap::with_capacity(docs.len());
+        for d in &docs {
+            if let Some(p) = d.get("prefix").and_then(Value::as_str) {
+                *seen.entry(p).or_default() += 1;
+            }
+        }
+        seen.into_iter().filter(|(_, n)| *n > 1).map(|(p, _)| p.to_string()).collect()
+    };
+    let mut dbs_by_prefix = dbs_by_prefix;
     for doc in docs {
         let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default().to_string();
         let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -236,15 +274,17 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         let cluster = crate::clusters::cluster_field(doc.get("couch_cluster"));
         // The scanned list of the instance's store, unless its cluster falls back to main.
         let scanned = if stores.clusters.is_empty() {
-            dbs_by_prefix.first()
+            dbs_by_prefix.first_mut()
         } else if stores.is_configured(cluster) {
-            dbs_by_prefix.get(cluster as usize)
+            dbs_by_prefix.get_mut(cluster as usize)
         } else {
             None
         };
-        let databases = match scanned.and_then(|m| m.get(&esc)) {
-            Some(v) => v.clone(),
-            None if !esc.starts_with("cozy") || scanned.is_none() => {
+        let scanned_some = scanned.is_some();
+        let databases = match scanned.and_then(|m| m.get_mut(&esc)) {
+            Some(v) if shared_prefixes.contains(&db_prefix) => v.clone(),
+            Some(v) => std::mem::take(v),
+            None if !esc.starts_with("cozy") || !scanned_some => {
                 stores
                     .for_cluster(cluster)
                     .all_dbs(&format!("{esc}/"), &format!("{esc}0"))
@@ -263,7 +303,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             rev,
             domain,
             db_prefix,
-            doc: redact(&doc),
+            doc: redact_owned(doc),
             doctypes,
             databases,
             fs,
