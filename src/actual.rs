@@ -189,6 +189,7 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
 pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions) -> anyhow::Result<Actual> {
     use anyhow::Context;
     let store = &stores.main;
+    let started = std::time::Instant::now();
     let mut actual = Actual {
         global_db: store
             .db_exists(layout::GLOBAL_INSTANCES_DB)
@@ -208,6 +209,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     let (docs, dbs, global) = tokio::try_join!(read_instance_docs(store), scans, read_global_design(store),)
         .context("reading global/instances and the database lists")?;
     actual.global_missing = global;
+    crate::progress::timing("read: bulk requests", started);
 
     // One map per instance store (each cluster, or the main store alone).
     let dbs_by_prefix: Vec<HashMap<String, Vec<String>>> = dbs
@@ -297,7 +299,8 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             .filter(|dt| databases.contains(&layout::db_name(&db_prefix, dt)))
             .map(|dt| dt.to_string())
             .collect();
-        let fs = fsops::probe(fs_root, &domain);
+        // Probed below, on a blocking thread, while the per-instance requests run.
+        let fs = FsState::default();
         by_domain.entry(domain.clone()).or_default().push(ActualInstance {
             id,
             rev,
@@ -330,6 +333,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     }
 
     // Per-instance reads, concurrently and bounded.
+    crate::progress::timing("read: instance docs processed, folders probed", started);
     let deep = opts.deep;
     crate::progress::message(format!("read {} instance docs", actual.instances.len()));
     let wanted: Vec<usize> = actual
@@ -349,7 +353,15 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             },
         );
     }
-    let results: Vec<(usize, StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)>)> =
+    let probe_root = fs_root.to_path_buf();
+    let probe_domains: Vec<String> = actual.instances.iter().map(|i| i.domain.clone()).collect();
+    let probes = tokio::task::spawn_blocking(move || {
+        probe_domains
+            .iter()
+            .map(|d| fsops::probe(&probe_root, d))
+            .collect::<Vec<FsState>>()
+    });
+    let reads = async {
         futures::stream::iter(wanted.into_iter().map(|n| {
             let inst = &actual.instances[n];
             let store = stores.for_instance(&inst.doc).clone();
@@ -360,14 +372,20 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             }
         }))
         .buffer_unordered(opts.parallelism.max(1))
-        .collect()
-        .await;
+        .collect::<Vec<(usize, StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)>)>>()
+        .await
+    };
+    let (probes, results) = tokio::join!(probes, reads);
+    for (inst, fs) in actual.instances.iter_mut().zip(probes.context("probing the instance folders")?) {
+        inst.fs = fs;
+    }
     for (n, r) in results {
         let (settings, deep_state) =
             r.with_context(|| format!("reading the databases of {}", actual.instances[n].domain))?;
         actual.instances[n].settings = settings;
         actual.instances[n].deep = deep_state;
     }
+    crate::progress::timing("read: per-instance reads", started);
     Ok(actual)
 }
 

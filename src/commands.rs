@@ -190,7 +190,9 @@ async fn compute(desired: &Desired, store: Option<&Stores>, args: &ReadArgs) -> 
         None => Actual::default(),
     };
     crate::progress::message("planning");
+    let planning = std::time::Instant::now();
     let p = plan::plan(desired, &actual);
+    crate::progress::timing("plan", planning);
     crate::progress::finish();
     Ok((actual, p))
 }
@@ -208,16 +210,20 @@ fn refuse_plan_errors(p: &Plan) -> Result<()> {
 }
 
 async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
+    let started = std::time::Instant::now();
     let loaded = match load_config(cli) {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
+    crate::progress::timing("config loaded", started);
     let store = open_stores(&loaded.desired, false, cli.verbose > 0).await?;
+    crate::progress::timing("stores opened", started);
     if let Some(s) = &store
         && let Ok(Some(held)) = crate::lock::current(&s.main).await
     {
         eprintln!("warning: an apply holds the lock; this plan may change when it ends:\n  {held}");
     }
+    crate::progress::timing("lock read", started);
     let (_actual, p) = compute(&loaded.desired, store.as_ref(), &args.read).await?;
     if args.json {
         print!("{}", render_json::to_pretty(&render_json::PlanDocument::new(&p)));
@@ -227,6 +233,7 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
         print!("{}", render::render_plan(&p, Style::new(color)));
     }
     std::io::stdout().flush()?;
+    crate::progress::timing("plan command (rendered)", started);
     refuse_plan_errors(&p)?;
     Ok(if args.detailed_exitcode && p.has_changes() {
         2

@@ -80,6 +80,15 @@ pub fn log_line(line: &str) {
     }
 }
 
+/// With `COZYFORM_TIMINGS` set, logs how long a phase took (`timing: <phase> <duration>`), for
+/// benchmarks and profiling of large fleets.
+pub fn timing(phase: &str, since: std::time::Instant) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("COZYFORM_TIMINGS").is_some()) {
+        log_line(&format!("timing: {phase} {:?}", since.elapsed()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

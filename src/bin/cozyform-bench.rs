@@ -184,6 +184,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::env::var_os("COZYFORM_BENCH_KEEP").is_some() {
+            eprintln!("bench: kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -304,6 +308,9 @@ fn run_cozyform(ws: &Path, server: Option<&Server>, args: &[&str]) -> Result<Run
         .find_map(|l| l.strip_prefix(RSS_TAG))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
+    for l in stderr.lines().filter(|l| l.starts_with("timing: ")) {
+        eprintln!("bench: {} {l}", args.first().copied().unwrap_or(""));
+    }
     let code = status.code().unwrap_or(-1);
     let errors: Vec<&str> = stderr
         .lines()
@@ -556,13 +563,14 @@ struct Row {
 
 /// The read floor: what `plan` requests, with no planning.
 async fn read_floor(server: &Server, settings_domains: &[String], parallelism: usize) -> Result<(f64, u64)> {
+    // Building the HTTP client (TLS setup included) is part of reading, as it is for cozyform.
+    let started = Instant::now();
     let f = Floor {
         client: http_client(server)?,
         base: server.url.trim_end_matches('/').to_string(),
         requests: AtomicU64::new(0),
     };
     let global = format!("/{}", seg(layout::GLOBAL_INSTANCES_DB));
-    let started = Instant::now();
     f.send(reqwest::Method::GET, "/", &[], None).await?;
     f.send(
         reqwest::Method::GET,
