@@ -36,7 +36,10 @@ fn fleet(n: usize) -> (Desired, Actual) {
             db_prefix: prefix.clone(),
             doc,
             doctypes: layout::INSTANCE_DOCTYPES.iter().map(|s| s.to_string()).collect(),
-            databases: layout::INSTANCE_DOCTYPES.iter().map(|dt| layout::db_name(&prefix, dt)).collect(),
+            databases: layout::INSTANCE_DOCTYPES
+                .iter()
+                .map(|dt| layout::db_name(&prefix, dt))
+                .collect(),
             fs: FsState {
                 root: true,
                 trash: true,

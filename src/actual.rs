@@ -12,9 +12,9 @@ use std::path::Path;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
+use crate::clusters::Stores;
 use crate::fsops::{self, FsState};
 use crate::layout;
-use crate::clusters::Stores;
 use crate::store::{Store, StoreResult};
 
 /// Page size of the `global/instances` scan.
@@ -234,7 +234,10 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
                 *seen.entry(p).or_default() += 1;
             }
         }
-        seen.into_iter().filter(|(_, n)| *n > 1).map(|(p, _)| p.to_string()).collect()
+        seen.into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(p, _)| p.to_string())
+            .collect()
     };
     let mut dbs_by_prefix = dbs_by_prefix;
     for doc in docs {
@@ -376,7 +379,11 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .await
     };
     let (probes, results) = tokio::join!(probes, reads);
-    for (inst, fs) in actual.instances.iter_mut().zip(probes.context("probing the instance folders")?) {
+    for (inst, fs) in actual
+        .instances
+        .iter_mut()
+        .zip(probes.context("probing the instance folders")?)
+    {
         inst.fs = fs;
     }
     for (n, r) in results {

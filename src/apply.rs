@@ -35,11 +35,11 @@ use futures::StreamExt;
 use rand::RngCore;
 use serde_json::{Map, Value, json};
 
+use crate::clusters::Stores;
 use crate::desired::{Desired, DesiredInstance};
 use crate::fsops;
 use crate::layout;
 use crate::plan::{Action, Change, CreateSpec, DocKind, Existing, InstancePlan, Plan, Repair};
-use crate::clusters::Stores;
 use crate::store::{Store, StoreError};
 
 /// How many times a write is retried after a 409 (re-read, re-check, retry).
@@ -187,14 +187,31 @@ async fn apply_one(
                 .as_ref()
                 .ok_or_else(|| anyhow!("update of an instance that was not read"))?;
             let dbs = stores.for_cluster(ex.couch_cluster);
-            update_instance(&stores.main, dbs, &opts.fs_root, want, ex, &ip.domain, &ip.changes, &ip.repairs).await
+            update_instance(
+                &stores.main,
+                dbs,
+                &opts.fs_root,
+                want,
+                ex,
+                &ip.domain,
+                &ip.changes,
+                &ip.repairs,
+            )
+            .await
         }
         Action::Destroy => {
             let ex = ip
                 .existing
                 .as_ref()
                 .ok_or_else(|| anyhow!("destroy of an instance that was not read"))?;
-            destroy_instance(&stores.main, stores.for_cluster(ex.couch_cluster), &opts.fs_root, ex, &ip.domain).await
+            destroy_instance(
+                &stores.main,
+                stores.for_cluster(ex.couch_cluster),
+                &opts.fs_root,
+                ex,
+                &ip.domain,
+            )
+            .await
         }
         Action::NoOp | Action::Unmanaged => Ok(()),
     }

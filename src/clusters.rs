@@ -23,7 +23,9 @@ pub fn couch_cluster_of(doc: &Map<String, Value>) -> u32 {
 
 /// The value of a `couch_cluster` field: 0 when absent or not a small non-negative integer.
 pub fn cluster_field(v: Option<&Value>) -> u32 {
-    v.and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+    v.and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
 }
 
 /// One cluster's store and whether new instances may go there.
@@ -202,7 +204,11 @@ mod tests {
         let p = crate::plan::plan(&d, &actual(vec![existing("old.example", json!({}))]));
         assert_eq!(
             placed(&p),
-            vec![("a.example".into(), 2), ("b.example".into(), 0), ("c.example".into(), 2)]
+            vec![
+                ("a.example".into(), 2),
+                ("b.example".into(), 0),
+                ("c.example".into(), 2)
+            ]
         );
         assert!(p.errors.is_empty(), "{:?}", p.errors);
     }
@@ -222,7 +228,10 @@ mod tests {
 
     #[test]
     fn without_clusters_everything_is_on_cluster_zero_and_nothing_is_shown() {
-        let p = crate::plan::plan(&desired(vec![DesiredInstance::new("a.example")], false), &actual(vec![]));
+        let p = crate::plan::plan(
+            &desired(vec![DesiredInstance::new("a.example")], false),
+            &actual(vec![]),
+        );
         assert_eq!(placed(&p), vec![("a.example".into(), 0)]);
         assert!(p.instances[0].changes.iter().all(|c| c.key != "couch_cluster"));
     }

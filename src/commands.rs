@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 
 use crate::actual::{self, Actual, ReadOptions};
 use crate::apply::{self, ApplyOptions, ApplyReport};
-use crate::clusters::{Cluster, Stores};
 use crate::cli::{ApplyArgs, Cli, ColorChoice, Command, PlanArgs, ReadArgs, SchemaKind, ValidateArgs};
+use crate::clusters::{Cluster, Stores};
 use crate::config::{self, Loaded};
 use crate::desired::{Desired, StoreTarget};
 use crate::plan::{self, Action, Plan};
@@ -153,7 +153,10 @@ pub async fn open_stores(desired: &Desired, create: bool, verbose: bool) -> Resu
         let store = Store::Couch(Arc::new(s));
         store.ping().await.map_err(|e| {
             user_error(
-                format!("cannot reach CouchDB cluster #{n} ([[couchdb.clusters]] {}): {e}", c.url),
+                format!(
+                    "cannot reach CouchDB cluster #{n} ([[couchdb.clusters]] {}): {e}",
+                    c.url
+                ),
                 "check the cluster's url and credentials; is the server running?",
             )
         })?;

@@ -78,7 +78,10 @@ fn instances_go_to_the_declared_or_least_loaded_cluster_and_plans_converge() {
     for (domain, cluster) in [("a.example", 1), ("b.example", 0), ("c.example", 0), ("d.example", 1)] {
         let doc = f.instance_doc(domain);
         match cluster {
-            0 => assert!(doc.get("couch_cluster").is_none(), "0 is omitted, as cozy-stack does: {doc}"),
+            0 => assert!(
+                doc.get("couch_cluster").is_none(),
+                "0 is omitted, as cozy-stack does: {doc}"
+            ),
             c => assert_eq!(doc["couch_cluster"], c, "{domain}: {doc}"),
         }
         let (on_main, on_second) = f.dbs(domain);
@@ -124,7 +127,11 @@ fn moving_an_instance_between_clusters_is_refused() {
     assert!(err.contains("does not move instances between clusters"), "{err}");
     let out = f.ws.cmd().args(["apply", "--auto-approve"]).output().unwrap();
     assert!(!out.status.success());
-    assert_eq!(f.dbs("a.example"), (0, layout::INSTANCE_DOCTYPES.len()), "nothing moved");
+    assert_eq!(
+        f.dbs("a.example"),
+        (0, layout::INSTANCE_DOCTYPES.len()),
+        "nothing moved"
+    );
 }
 
 #[test]

@@ -14,10 +14,16 @@ fn no_bar_when_stderr_is_not_a_terminal_and_logs_stay_whole() {
         let out = ws.cmd().args(["-v", "plan", "--deep"]).args(extra).output().unwrap();
         assert!(out.status.success());
         let err = String::from_utf8(out.stderr).unwrap();
-        assert!(!err.contains('\r') && !err.contains('\u{1b}'), "no bar drawing: {err:?}");
+        assert!(
+            !err.contains('\r') && !err.contains('\u{1b}'),
+            "no bar drawing: {err:?}"
+        );
         assert!(!err.contains("instances,"), "{err}");
         let lines: Vec<&str> = err.lines().collect();
         assert!(lines.iter().filter(|l| l.starts_with("http: ")).count() > 10, "{err}");
-        assert!(lines.iter().all(|l| l.starts_with("http: ")), "only whole log lines: {err}");
+        assert!(
+            lines.iter().all(|l| l.starts_with("http: ")),
+            "only whole log lines: {err}"
+        );
     }
 }

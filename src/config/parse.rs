@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 use toml_edit::{Item, TableLike, Value};
 
 use super::diagnostics::{ConfigError, Diagnostic, Severity};
-use super::{CLUSTER_KEYS, COUCHDB_KEYS, DEFAULT_KEYS, INSTANCE_KEYS, SETTINGS_DOC_KEYS, SETTINGS_RESERVED, STORAGE_KEYS, TOP_KEYS};
+use super::{
+    CLUSTER_KEYS, COUCHDB_KEYS, DEFAULT_KEYS, INSTANCE_KEYS, SETTINGS_DOC_KEYS, SETTINGS_RESERVED, STORAGE_KEYS,
+    TOP_KEYS,
+};
 use crate::desired::{ClusterTarget, Desired, DesiredInstance, InstanceState, StoreTarget};
 use crate::domain::validate_domain;
 use crate::layout::BLOCKING_REASONS;
@@ -125,17 +128,16 @@ pub fn load_str(
         None => StoreTarget::Embedded {
             path: base_dir.join(".cozyform").join("store.sqlite"),
         },
-        Some(item) => {
-            match w.table(item, root.key("couchdb"), "couchdb", "couchdb") {
-                None => StoreTarget::Embedded {
-                    path: base_dir.join(".cozyform").join("store.sqlite"),
-                },
-                Some(t) => {
-                    w.check_keys(t, COUCHDB_KEYS, "[couchdb]");
-                    clusters = w.clusters(t, env);
-                    match w.string(t, "url") {
-                        None => {
-                            w.err(
+        Some(item) => match w.table(item, root.key("couchdb"), "couchdb", "couchdb") {
+            None => StoreTarget::Embedded {
+                path: base_dir.join(".cozyform").join("store.sqlite"),
+            },
+            Some(t) => {
+                w.check_keys(t, COUCHDB_KEYS, "[couchdb]");
+                clusters = w.clusters(t, env);
+                match w.string(t, "url") {
+                    None => {
+                        w.err(
                             key_span(root, "couchdb"),
                             "[couchdb] has no url".into(),
                             Some(if t.contains_key("clusters") {
@@ -144,13 +146,12 @@ pub fn load_str(
                                 "add url = \"http://127.0.0.1:5984/\", or remove [couchdb] to use the embedded store".into()
                             }),
                         );
-                            StoreTarget::Embedded { path: PathBuf::new() }
-                        }
-                        Some((u, span)) => w.couch_url(&u, span, env),
+                        StoreTarget::Embedded { path: PathBuf::new() }
                     }
+                    Some((u, span)) => w.couch_url(&u, span, env),
                 }
             }
-        }
+        },
     };
 
     let mut fs_root = base_dir.join(".cozyform").join("storage");
@@ -320,17 +321,20 @@ pub fn load_str(
                         );
                     }
                     Some(n) if n >= 0 && (n as usize) < clusters.len().max(1) => inst.couch_cluster = Some(n as u32),
-                    Some(n) => w.err(
-                        span,
-                        format!(
-                            "couch_cluster = {n} of {what} names no cluster: {}",
-                            match clusters.len() {
-                                0 => "no [[couchdb.clusters]] is configured, so only 0 (the main url) exists".to_string(),
-                                k => format!("[[couchdb.clusters]] has {k} entries (0 to {})", k - 1),
-                            }
-                        ),
-                        Some("couch_cluster is an index into [[couchdb.clusters]], starting at 0".into()),
-                    ),
+                    Some(n) => {
+                        w.err(
+                            span,
+                            format!(
+                                "couch_cluster = {n} of {what} names no cluster: {}",
+                                match clusters.len() {
+                                    0 => "no [[couchdb.clusters]] is configured, so only 0 (the main url) exists"
+                                        .to_string(),
+                                    k => format!("[[couchdb.clusters]] has {k} entries (0 to {})", k - 1),
+                                }
+                            ),
+                            Some("couch_cluster is an index into [[couchdb.clusters]], starting at 0".into()),
+                        )
+                    }
                     None => w.wrong_type(it, "couch_cluster", "an integer", "1"),
                 }
             }
@@ -766,7 +770,10 @@ impl Walker<'_> {
             let span = Self::value_span(t, "clusters");
             self.err(
                 span,
-                format!("`couchdb.clusters` must be an array of tables, found {}", type_name(item)),
+                format!(
+                    "`couchdb.clusters` must be an array of tables, found {}",
+                    type_name(item)
+                ),
                 Some(hint.into()),
             );
             return Vec::new();
