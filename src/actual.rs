@@ -106,6 +106,8 @@ pub struct Actual {
     pub ambiguous: BTreeSet<String>,
     /// `_rev` of each instance doc by id, and the database names seen, for saved-plan staleness.
     pub revs: BTreeMap<String, String>,
+    /// Installed apps and resolved app sources (read by [`crate::apps::gather`]).
+    pub apps: crate::apps::AppsActual,
 }
 
 impl Actual {

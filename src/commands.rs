@@ -151,10 +151,11 @@ fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
 
 /// Reads the actual state and plans.
 async fn compute(desired: &Desired, store: Option<&Store>, args: &ReadArgs) -> Result<(Actual, Plan)> {
-    let actual = match store {
+    let mut actual = match store {
         Some(s) => actual::read_actual(s, &desired.fs_root, &read_options(desired, args)).await?,
         None => Actual::default(),
     };
+    crate::apps::gather(store, desired, &mut actual, args.parallelism as usize).await?;
     let p = plan::plan(desired, &actual);
     Ok((actual, p))
 }
@@ -304,7 +305,7 @@ async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown:
     let (_actual, p) = compute(desired, Some(store), &args.read).await?;
     // The global design docs are defined idempotently whatever the plan says; what the operator
     // approved is what happens to each instance.
-    if p.instances != shown.instances || p.errors != shown.errors {
+    if p.instances != shown.instances || p.errors != shown.errors || p.apps != shown.apps {
         return Ok(Locked::StateChanged);
     }
     let opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
@@ -320,7 +321,8 @@ async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown:
             }
         }
     });
-    let report = apply::apply(store, desired, &p, &opts).await;
+    let mut report = apply::apply(store, desired, &p, &opts).await;
+    report.apps = crate::apps::install::apply_apps(store, &p, &opts, &report).await;
     watcher.abort();
     Ok(Locked::Applied(report))
 }
@@ -354,6 +356,7 @@ fn print_report(report: &ApplyReport, st: Style) {
             }
         }
     }
+    crate::apps::render::render_app_outcomes(&report.apps, st);
     let added = report.count(Action::Create);
     let changed = report.count(Action::Update) + report.count(Action::Repair);
     let destroyed = report.count(Action::Destroy);

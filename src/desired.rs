@@ -42,6 +42,8 @@ pub struct DesiredInstance {
     /// Keys of the settings doc (`email`, `public_name`, `phone`, `tz` and the extra `settings`),
     /// string values.
     pub settings: BTreeMap<String, String>,
+    /// The apps and konnectors it manages; `None`: its apps are neither read nor touched.
+    pub apps: Option<crate::apps::DesiredApps>,
 }
 
 impl DesiredInstance {
@@ -58,6 +60,7 @@ impl DesiredInstance {
             blocked: None,
             blocking_reason: None,
             settings: BTreeMap::new(),
+            apps: None,
         }
     }
 

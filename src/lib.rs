@@ -5,6 +5,7 @@
 
 pub mod actual;
 pub mod apply;
+pub mod apps;
 pub mod cli;
 pub mod commands;
 pub mod config;
