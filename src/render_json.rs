@@ -61,6 +61,12 @@ pub struct PlanDocument {
     pub global: PlanGlobal,
     /// Every declared or existing instance, sorted by domain, including no-ops.
     pub instances: Vec<PlanInstance>,
+    /// App and konnector changes by kind (format 1.0, added with apps).
+    #[serde(default)]
+    pub app_summary: crate::apps::json::PlanAppSummary,
+    /// Every app change (and every installed app not declared), by domain then kind and slug.
+    #[serde(default)]
+    pub apps: Vec<crate::apps::json::PlanApp>,
 }
 
 /// Instance counts by action.
@@ -263,6 +269,8 @@ impl PlanDocument {
                     repairs: i.repairs.iter().map(PlanRepair::from).collect(),
                 })
                 .collect(),
+            app_summary: crate::apps::json::plan_app_summary(p),
+            apps: crate::apps::json::plan_apps(p),
         }
     }
 }
@@ -298,6 +306,9 @@ pub struct ApplyResult {
     pub global_error: Option<String>,
     /// One entry per instance acted on (no-ops and unmanaged instances are not listed).
     pub instances: Vec<ApplyInstance>,
+    /// One entry per app change acted on.
+    #[serde(default)]
+    pub apps: Vec<crate::apps::json::ApplyApp>,
 }
 
 /// Counts of what an apply did.
@@ -345,6 +356,7 @@ impl ApplyResult {
                 summary: ApplySummary::default(),
                 global_error: None,
                 instances: vec![],
+                apps: vec![],
             },
             Some(r) => ApplyResult {
                 ok: r.failed() == 0,
@@ -357,6 +369,7 @@ impl ApplyResult {
                 },
                 global_error: r.global_error.clone(),
                 instances: r.outcomes.iter().map(ApplyInstance::from).collect(),
+                apps: crate::apps::json::apply_apps(&r.apps),
             },
         }
     }

@@ -16,6 +16,7 @@
 pub mod actual;
 pub mod fetch;
 pub mod install;
+pub mod json;
 pub mod plan;
 pub mod registry;
 pub mod render;

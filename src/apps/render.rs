@@ -133,3 +133,32 @@ pub fn render_app_outcomes(outcomes: &[super::install::AppOutcome], st: Style) {
         );
     }
 }
+
+/// `plan --markdown`: one line per instance with app changes.
+pub fn markdown_lines(apps: &std::collections::BTreeMap<String, Vec<AppChange>>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (domain, changes) in apps {
+        let parts: Vec<String> = changes
+            .iter()
+            .filter(|c| c.acts())
+            .map(|c| {
+                let (b, a) = (
+                    c.before_version.as_deref().unwrap_or("?"),
+                    c.after_version.as_deref().unwrap_or("?"),
+                );
+                let perms = if c.permissions_after.is_some() { " (permissions change)" } else { "" };
+                match c.op {
+                    AppOp::Install => format!("+ {} `{}` {a}", c.kind.label(), c.slug),
+                    AppOp::Update => format!("~ {} `{}` {b} → {a}{perms}", c.kind.label(), c.slug),
+                    AppOp::Repair => format!("! {} `{}` errored → {a}", c.kind.label(), c.slug),
+                    AppOp::Uninstall => format!("- {} `{}` {b}", c.kind.label(), c.slug),
+                    AppOp::Unmanaged => String::new(),
+                }
+            })
+            .collect();
+        if !parts.is_empty() {
+            lines.push(format!("- **apps** `{domain}`: {}", parts.join(", ")));
+        }
+    }
+    lines
+}
