@@ -334,3 +334,90 @@ impl Walker<'_> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REG: &str = "[registries]\ndefault = [\"https://reg.example/\"]\npro = [\"https://pro.example/\"]\n";
+
+    fn parse(src: &str) -> Result<Loaded, ConfigError> {
+        load_str(src, Path::new("instances.toml"), Path::new("/srv/conf"), &|_| None)
+    }
+
+    fn errors(src: &str) -> Vec<Diagnostic> {
+        parse(src).unwrap_err().errors().cloned().collect()
+    }
+
+    fn apps(src: &str, domain: &str) -> Option<DesiredApps> {
+        parse(src).unwrap().desired.instances[domain].apps.clone()
+    }
+
+    #[test]
+    fn defaults_add_remove_and_tables_make_the_list() {
+        let a = apps(
+            &format!("{REG}[defaults]\napps = [\"home\", \"drive\"]\n[instances.\"a.example\"]\ncontext = \"pro\"\napps_add = [\"notes\"]\napps_remove = [\"home\"]\n[instances.\"a.example\".app.photos]\nsource = \"registry://photos/beta\"\nversion = \"1.4.2\"\n[instances.\"a.example\".konnector.ameli]\nsource = \"file://./konn/ameli\"\n"),
+            "a.example",
+        )
+        .unwrap();
+        let names: Vec<(AppKind, &str)> = a.list.iter().map(|x| (x.kind, x.slug.as_str())).collect();
+        assert_eq!(
+            names,
+            vec![
+                (AppKind::Webapp, "drive"),
+                (AppKind::Webapp, "notes"),
+                (AppKind::Webapp, "photos"),
+                (AppKind::Konnector, "ameli")
+            ]
+        );
+        assert_eq!(a.list[2].source.url(), "registry://photos/beta/1.4.2");
+        assert_eq!(a.list[0].registries, vec!["https://pro.example/".to_string()]);
+        assert_eq!(a.list[3].source.url(), "file:///srv/conf/konn/ameli");
+        assert!(!a.prune);
+    }
+
+    #[test]
+    fn an_instance_without_app_keys_manages_no_apps() {
+        assert!(apps(&format!("{REG}[instances.\"a.example\"]\n"), "a.example").is_none());
+        let a = apps(&format!("apps_prune = true\n{REG}[instances.\"a.example\"]\napps = []\n"), "a.example").unwrap();
+        assert!(a.prune && a.list.is_empty());
+    }
+
+    #[test]
+    fn bad_slugs_schemes_and_checksums_are_reported_with_positions() {
+        let e = errors(&format!(
+            "{REG}[instances.\"a.example\"]\napps = [\"Drive\"]\n[instances.\"a.example\".app.x]\nsource = \"ftp://h/x.tgz\"\n[instances.\"a.example\".app.y]\nsource = \"https://h/y.tgz#abc\"\n[instances.\"a.example\".app.z]\nsource = \"git://h/z.git\"\n"
+        ));
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert_eq!((e[0].line, e[0].column), (5, 9));
+        assert!(e[0].message.contains("invalid app slug"));
+        assert_eq!(e[1].line, 7);
+        assert!(e[1].message.contains("not supported source scheme"));
+        assert_eq!(e[2].line, 9);
+        assert!(e[2].message.contains("not a sha256"));
+        assert!(e[3].message.contains("git sources"));
+    }
+
+    #[test]
+    fn removed_and_pinned_at_once_is_an_error() {
+        let e = errors(&format!(
+            "{REG}[defaults]\napps = [\"photos\"]\n[instances.\"a.example\"]\napps_remove = [\"photos\"]\n[instances.\"a.example\".app.photos]\nversion = \"1.0.0\"\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!(e[0].line, 8);
+        assert!(e[0].message.contains("both removed"));
+    }
+
+    #[test]
+    fn registry_sources_need_a_registry_and_versions_need_a_registry_source() {
+        let e = errors("[instances.\"a.example\"]\napps = [\"drive\"]\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("no registry is configured"), "{e:#?}");
+        let e = errors(
+            "[instances.\"a.example\".app.t]\nsource = \"file:///srv/t\"\nversion = \"1\"\n[instances.\"b.example\".app.u]\nsource = \"file:relative\"\n",
+        );
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(e[0].message.contains("registry sources only"));
+        assert!(e[1].message.contains("not supported source scheme"));
+    }
+}
