@@ -236,16 +236,18 @@ pub async fn basis(store: Option<&Store>, actual: &Actual, plan: &Plan) -> Resul
                 .insert(i.domain.clone(), actual.settings_revs.get(&i.domain).cloned());
         }
     }
-    let Some(store) = store else {
-        return Ok(b);
-    };
-    b.state_serial = read_state(store).await?.serial;
     // The listing is read again here rather than taken from `actual`, which lists only what belongs
     // to an instance doc: a database created under a prefix no doc names yet matters too.
-    let names = store
-        .all_dbs("cozy", "cozy\u{fff0}")
-        .await
-        .context("listing the databases")?;
+    let names = match store {
+        Some(store) => {
+            b.state_serial = read_state(store).await?.serial;
+            store
+                .all_dbs("cozy", "cozy\u{fff0}")
+                .await
+                .context("listing the databases")?
+        }
+        None => Vec::new(),
+    };
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in names {
         if let Some((p, _)) = n.split_once('/') {
