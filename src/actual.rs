@@ -270,15 +270,14 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
         .map(|(n, _)| n)
         .collect();
     type Extras = (Observed<Map<String, Value>>, Option<DeepState>, Option<String>);
-    let results: Vec<(usize, StoreResult<Extras>)> =
-        futures::stream::iter(wanted.into_iter().map(|n| {
-            let inst = &actual.instances[n];
-            let store = store.clone();
-            async move { (n, read_instance_extras(&store, inst, deep).await) }
-        }))
-        .buffer_unordered(opts.parallelism.max(1))
-        .collect()
-        .await;
+    let results: Vec<(usize, StoreResult<Extras>)> = futures::stream::iter(wanted.into_iter().map(|n| {
+        let inst = &actual.instances[n];
+        let store = store.clone();
+        async move { (n, read_instance_extras(&store, inst, deep).await) }
+    }))
+    .buffer_unordered(opts.parallelism.max(1))
+    .collect()
+    .await;
     for (n, r) in results {
         let (settings, deep_state, settings_rev) =
             r.with_context(|| format!("reading the databases of {}", actual.instances[n].domain))?;

@@ -411,7 +411,11 @@ impl SavedPlan {
         }
         let ids: BTreeSet<&String> = was.instance_docs.keys().chain(now.instance_docs.keys()).collect();
         for id in ids {
-            let name = |d: &DocRev| d.domain.clone().unwrap_or_else(|| "an instance without a domain".into());
+            let name = |d: &DocRev| {
+                d.domain
+                    .clone()
+                    .unwrap_or_else(|| "an instance without a domain".into())
+            };
             match (was.instance_docs.get(id), now.instance_docs.get(id)) {
                 (Some(a), Some(b)) if a.rev != b.rev => out.push(format!(
                     "the instance doc of {} ({id}) changed: _rev {} → {}",
@@ -432,9 +436,9 @@ impl SavedPlan {
                     (None, _) => format!("the settings doc of {d} was created"),
                     (_, None) => format!("the settings doc of {d} was deleted"),
                 }),
-                (Some(_), None) | (None, Some(_)) => {
-                    out.push(format!("the settings doc of {d} is read now and was not then (or the reverse)"))
-                }
+                (Some(_), None) | (None, Some(_)) => out.push(format!(
+                    "the settings doc of {d} is read now and was not then (or the reverse)"
+                )),
                 _ => {}
             }
         }
@@ -548,7 +552,11 @@ mod tests {
         };
         let r = s.stale_reasons(&now, &state);
         assert!(r[0].contains("already applied"), "{r:?}");
-        assert!(r.iter().any(|l| l.contains("instance doc of a.test (a) changed: _rev 1-x → 2-y")), "{r:?}");
+        assert!(
+            r.iter()
+                .any(|l| l.contains("instance doc of a.test (a) changed: _rev 1-x → 2-y")),
+            "{r:?}"
+        );
         assert!(r.iter().any(|l| l.contains("settings doc of a.test changed")), "{r:?}");
     }
 }

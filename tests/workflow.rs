@@ -33,7 +33,12 @@ fn save_plan(ws: &Workspace, extra: &[&str]) -> PathBuf {
     let mut args = vec!["plan", "--out", path.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = run(ws, &args);
-    assert!(out.status.success(), "plan --out failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "plan --out failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(text(&out.stderr).contains("cozyform apply"), "{}", text(&out.stderr));
     path
 }
@@ -56,14 +61,21 @@ fn assert_applied(out: &Output) -> String {
 /// Asserts a refusal: exit 1, nothing applied, and the message names `what`.
 fn assert_stale(out: &Output, what: &str) {
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "expected a refusal:\n{}\n{err}", text(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a refusal:\n{}\n{err}",
+        text(&out.stdout)
+    );
     assert!(err.contains(what), "expected {what:?} in:\n{err}");
     assert!(err.contains("nothing was applied"), "{err}");
 }
 
 fn instance_doc(ws: &Workspace, domain: &str) -> Value {
     let docs = block_on(cozyform::actual::read_instance_docs(&ws.store())).unwrap();
-    docs.into_iter().find(|d| d["domain"] == domain).expect("the instance doc")
+    docs.into_iter()
+        .find(|d| d["domain"] == domain)
+        .expect("the instance doc")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -77,7 +89,13 @@ fn a_saved_plan_applies_without_prompt_and_only_once(b: Backend) {
     let v: Value = serde_json::from_str(&file).unwrap();
     assert_eq!(v["kind"], "cozyform-saved-plan");
     assert_eq!(v["plan"]["summary"]["add"], 1);
-    for secret in [ADMIN_PASSWORD, "registerToken", "passphrase", "session_secret", "oauth_secret"] {
+    for secret in [
+        ADMIN_PASSWORD,
+        "registerToken",
+        "passphrase",
+        "session_secret",
+        "oauth_secret",
+    ] {
         assert!(!file.contains(secret), "the saved plan holds {secret:?}");
     }
     // It validates against its committed schema.
@@ -85,7 +103,10 @@ fn a_saved_plan_applies_without_prompt_and_only_once(b: Backend) {
         serde_json::from_str(&std::fs::read_to_string(repo_root().join("schemas/saved-plan.schema.json")).unwrap())
             .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&v)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
     assert!(errors.is_empty(), "{errors:#?}");
 
     let out = assert_applied(&apply_file(&ws, &path));
@@ -108,7 +129,11 @@ fn a_settings_only_saved_plan_is_stale_once_applied(b: Backend) {
     ws.assert_no_changes();
     let again = apply_file(&ws, &path);
     assert_stale(&again, "this saved plan was already applied");
-    assert!(text(&again.stderr).contains(&format!("the settings doc of {A} changed")), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains(&format!("the settings doc of {A} changed")),
+        "{}",
+        text(&again.stderr)
+    );
 }
 
 fn stale_when_an_instance_doc_changed() {
@@ -138,7 +163,10 @@ fn stale_when_a_database_was_created_or_removed() {
     let path = save_plan(&ws, &[]);
     let extra = db_name(&prefix, "io.cozy.notes");
     assert!(block_on(ws.store().create_db(&extra)).unwrap());
-    assert_stale(&apply_file(&ws, &path), &format!("databases of {A} ({prefix}) were created or removed"));
+    assert_stale(
+        &apply_file(&ws, &path),
+        &format!("databases of {A} ({prefix}) were created or removed"),
+    );
 
     let path = save_plan(&ws, &[]);
     assert!(block_on(ws.store().delete_db(&db_name(&prefix, layout::FILES))).unwrap());
@@ -161,7 +189,11 @@ fn stale_when_the_config_changed() {
     std::fs::write(ws.config_path(), format!("{cfg}# a comment is a change too\n")).unwrap();
     let out = apply_file(&ws, &path);
     assert_stale(&out, "the configuration file changed since it was saved");
-    assert!(block_on(cozyform::actual::read_instance_docs(&ws.store())).unwrap().is_empty());
+    assert!(
+        block_on(cozyform::actual::read_instance_docs(&ws.store()))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn stale_when_the_version_changed_and_refused_when_tampered() {
@@ -181,7 +213,11 @@ fn stale_when_the_version_changed_and_refused_when_tampered() {
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     let out = apply_file(&ws, &path);
     assert_stale(&out, "it was computed by cozyform 0.0.1");
-    assert!(text(&out.stderr).contains(env!("CARGO_PKG_VERSION")), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Tampering with the plan itself.
     let mut v: Value = serde_json::from_str(&original).unwrap();
@@ -192,8 +228,16 @@ fn stale_when_the_version_changed_and_refused_when_tampered() {
     std::fs::write(&path, "{\"hello\": 1}").unwrap();
     let out = apply_file(&ws, &path);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("is not a cozyform saved plan"), "{}", text(&out.stderr));
-    assert!(block_on(cozyform::actual::read_instance_docs(&ws.store())).unwrap().is_empty());
+    assert!(
+        text(&out.stderr).contains("is not a cozyform saved plan"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        block_on(cozyform::actual::read_instance_docs(&ws.store()))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn stale_after_another_apply() {
@@ -242,7 +286,10 @@ fn targeting_restricts_plan_and_apply_with_a_warning() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(stderr.contains("warning: resource targeting is in effect"), "{stderr}");
-    assert!(stdout.contains(A) && stdout.contains(B) && !stdout.contains(C), "{stdout}");
+    assert!(
+        stdout.contains(A) && stdout.contains(B) && !stdout.contains(C),
+        "{stdout}"
+    );
     assert!(stdout.contains("Plan: 2 to add"), "{stdout}");
 
     // --json: the document says the plan is partial.
@@ -251,10 +298,21 @@ fn targeting_restricts_plan_and_apply_with_a_warning() {
     assert_eq!(doc["targets"], json!(["*.example.com", C]));
     assert_eq!(doc["summary"]["add"], 3);
 
+    let out = run(&ws, &["plan", "--markdown", "--target", "*.example.com"]);
+    assert!(
+        text(&out.stdout).contains("**Warning:** partial plan (`--target` `*.example.com`)"),
+        "{}",
+        text(&out.stdout)
+    );
+
     // A target matching nothing is an error naming it.
     let out = run(&ws, &["plan", "--target", "typo.example.com"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("\"typo.example.com\" matches no instance"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("\"typo.example.com\" matches no instance"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // apply --target creates only the targeted instance.
     let out = run(&ws, &["apply", "--auto-approve", "--target", "beta.*"]);
@@ -285,9 +343,15 @@ fn targeting_restricts_plan_and_apply_with_a_warning() {
 
 fn a_targeted_saved_plan_ignores_changes_outside_its_targets() {
     let ws = Workspace::new(Backend::Couch);
-    ws.write_config("", &format!("{}{}", inst(A, "locale = \"en\""), inst(C, "locale = \"en\"")));
+    ws.write_config(
+        "",
+        &format!("{}{}", inst(A, "locale = \"en\""), inst(C, "locale = \"en\"")),
+    );
     ws.apply_ok();
-    ws.write_config("", &format!("{}{}", inst(A, "locale = \"fr\""), inst(C, "locale = \"en\"")));
+    ws.write_config(
+        "",
+        &format!("{}{}", inst(A, "locale = \"fr\""), inst(C, "locale = \"en\"")),
+    );
     let path = save_plan(&ws, &["--target", A]);
     let mut doc = instance_doc(&ws, C);
     doc["onboarding_finished"] = json!(true);
@@ -324,7 +388,10 @@ fn fmt_check_then_fmt_keeps_comments() {
     assert_eq!(out.status.code(), Some(1));
     let diff = text(&out.stdout);
     assert!(diff.contains("+++ ") && diff.contains("--- "), "{diff}");
-    assert!(diff.contains("-locale = \"fr\" # French") || diff.contains("+locale = \"fr\" # French"), "{diff}");
+    assert!(
+        diff.contains("-locale = \"fr\" # French") || diff.contains("+locale = \"fr\" # French"),
+        "{diff}"
+    );
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), src, "--check changed the file");
 
     let out = cmd().arg("fmt").output().unwrap();
@@ -343,7 +410,10 @@ fn fmt_check_then_fmt_keeps_comments() {
     let out = cmd().arg("fmt").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("instances.toml:2:"), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "[instances.\"a.test\"]\nlocale = \"en\n");
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        "[instances.\"a.test\"]\nlocale = \"en\n"
+    );
     // No temp file left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -357,20 +427,36 @@ fn completions_and_man_page() {
             .unwrap();
         assert!(out.status.success(), "{shell}");
         let s = text(&out.stdout);
-        assert!(s.contains("cozyform") && s.contains("force-unlock") && s.contains("target"), "{shell}:\n{s}");
+        assert!(
+            s.contains("cozyform") && s.contains("force-unlock") && s.contains("target"),
+            "{shell}:\n{s}"
+        );
     }
     let bash = assert_cmd::Command::cargo_bin("cozyform")
         .unwrap()
         .args(["completions", "bash"])
         .output()
         .unwrap();
-    assert!(text(&bash.stdout).contains("complete -F"), "not a bash completion script");
+    assert!(
+        text(&bash.stdout).contains("complete -F"),
+        "not a bash completion script"
+    );
 
-    let out = assert_cmd::Command::cargo_bin("cozyform").unwrap().arg("man").output().unwrap();
+    let out = assert_cmd::Command::cargo_bin("cozyform")
+        .unwrap()
+        .arg("man")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let man = text(&out.stdout);
     assert!(man.starts_with(".ie") || man.contains(".TH cozyform"), "{man}");
-    for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH SUBCOMMANDS", "Exit codes"] {
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        ".SH SUBCOMMANDS",
+        "Exit codes",
+    ] {
         assert!(man.contains(section), "no {section} in:\n{man}");
     }
 }

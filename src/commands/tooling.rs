@@ -23,8 +23,13 @@ pub(super) fn fmt(cli: &Cli, args: &FmtArgs) -> Result<Exit> {
         );
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading the config file {}", path.display()))?;
-    let src = String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not UTF-8 (byte {})", path.display(), e.utf8_error().valid_up_to()))?;
+    let src = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     let formatted = match format_str(&src, path) {
         Ok(f) => f,
         Err(e) => {

@@ -84,7 +84,11 @@ fn split_header(prefix: &str) -> (String, String) {
     let lines: Vec<&str> = prefix.split_inclusive('\n').collect();
     let blank = |l: &str| l.ends_with('\n') && l.trim().is_empty();
     let mut n = lines.iter().rposition(|l| blank(l)).map(|i| i + 1).unwrap_or(0);
-    if n == 0 && lines.first().is_some_and(|l| l.ends_with('\n') && l.trim_start().starts_with("#:schema")) {
+    if n == 0
+        && lines
+            .first()
+            .is_some_and(|l| l.ends_with('\n') && l.trim_start().starts_with("#:schema"))
+    {
         n = 1;
     }
     let header: String = lines[..n].iter().skip_while(|l| blank(l)).copied().collect();
@@ -206,7 +210,8 @@ fn space_tables(t: &mut Table, is_root: bool, emitted: &mut bool) {
             }
         } else {
             // The first thing in the file (after its header): no blank line before it.
-            t.decor_mut().set_prefix(prefix.trim_start_matches(['\n', '\r']).to_string());
+            t.decor_mut()
+                .set_prefix(prefix.trim_start_matches(['\n', '\r']).to_string());
         }
         *emitted = true;
     }
@@ -312,7 +317,10 @@ email = "b@example.com"
     fn top_level_keys_come_first_and_the_header_stays() {
         let src = "# header\n\n# about prune\nprune = true\n[instances.\"a.test\"]\n";
         let out = check(src);
-        assert_eq!(out, "# header\n\n# about prune\nprune = true\n\n[instances.\"a.test\"]\n");
+        assert_eq!(
+            out,
+            "# header\n\n# about prune\nprune = true\n\n[instances.\"a.test\"]\n"
+        );
     }
 
     #[test]
