@@ -430,15 +430,13 @@ impl SavedPlan {
         }
         let domains: BTreeSet<&String> = was.settings_docs.keys().chain(now.settings_docs.keys()).collect();
         for d in domains {
-            match (was.settings_docs.get(d), now.settings_docs.get(d)) {
-                (Some(a), Some(b)) if a != b => out.push(match (a, b) {
-                    (Some(a), Some(b)) => format!("the settings doc of {d} changed: _rev {a} → {b}"),
-                    (None, _) => format!("the settings doc of {d} was created"),
-                    (_, None) => format!("the settings doc of {d} was deleted"),
-                }),
-                (Some(_), None) | (None, Some(_)) => out.push(format!(
-                    "the settings doc of {d} is read now and was not then (or the reverse)"
-                )),
+            // A settings doc not read counts as missing: the instance did not exist, or declared no
+            // setting (then the config changed too).
+            let rev = |b: &Basis| b.settings_docs.get(d).cloned().flatten();
+            match (rev(was), rev(now)) {
+                (Some(a), Some(b)) if a != b => out.push(format!("the settings doc of {d} changed: _rev {a} → {b}")),
+                (None, Some(_)) => out.push(format!("the settings doc of {d} was created")),
+                (Some(_), None) => out.push(format!("the settings doc of {d} was deleted")),
                 _ => {}
             }
         }

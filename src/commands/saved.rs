@@ -12,7 +12,7 @@ use crate::actual::Actual;
 use crate::cli::{ApplyArgs, Cli, PlanArgs, ReadArgs};
 use crate::desired::Desired;
 use crate::plan::Plan;
-use crate::render::{self, Style};
+use crate::render::Style;
 use crate::render_json::{ApplyDocument, ApplyResult, to_pretty};
 use crate::saved_plan::{self, SavedGuard, SavedPlan};
 use crate::store::Store;
@@ -58,11 +58,19 @@ pub(super) async fn apply_saved(cli: &Cli, args: &ApplyArgs, file: &Path, color:
     let p = saved.internal.clone();
     super::warn_targets(cli, &p);
     let st = Style::new(color);
-    if !args.json {
-        print!("{}", render::render_plan(&p, st));
-        std::io::stdout().flush()?;
-    }
     refuse_plan_errors(&p)?;
+    // As Terraform does, the saved plan is not printed again: it was reviewed when saved, and a stale
+    // one is refused before anything is shown as if it were to happen.
+    if !cli.quiet {
+        let s = p.summary();
+        eprintln!(
+            "Applying the saved plan {} ({} to add, {} to change, {} to destroy)...",
+            file.display(),
+            s.add,
+            s.change,
+            s.destroy
+        );
+    }
     let guard = SavedGuard {
         read: ReadArgs {
             deep: saved.read.deep,
