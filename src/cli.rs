@@ -71,8 +71,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout (e.g. `cozyform man > cozyform.1; man ./cozyform.1`).
-    Man,
+    /// Print a man page (roff) on stdout: cozyform(1), or cozyform-COMMAND(1) for one command
+    /// (e.g. `cozyform man plan > cozyform-plan.1; man ./cozyform-plan.1`).
+    Man {
+        /// A subcommand (plan, apply, fmt, …); without it, the main page.
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

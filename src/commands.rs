@@ -64,7 +64,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         }
         Command::Fmt(args) => tooling::fmt(&cli, args),
         Command::Completions { shell } => tooling::completions(*shell),
-        Command::Man => tooling::man(),
+        Command::Man { command } => tooling::man(command.as_deref()),
     }
 }
 

@@ -459,6 +459,25 @@ fn completions_and_man_page() {
     ] {
         assert!(man.contains(section), "no {section} in:\n{man}");
     }
+    // One page per command, with the global options.
+    let out = assert_cmd::Command::cargo_bin("cozyform")
+        .unwrap()
+        .args(["man", "apply"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH cozyform-apply 1"), "{page}");
+    for what in ["PLAN_FILE", "lock\\-timeout", "\\-\\-config", "\\-\\-target"] {
+        assert!(page.contains(what), "no {what} in:\n{page}");
+    }
+    let out = assert_cmd::Command::cargo_bin("cozyform")
+        .unwrap()
+        .args(["man", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no command named \"nope\""));
 }
 
 macro_rules! tests {

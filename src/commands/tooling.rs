@@ -74,10 +74,32 @@ pub(super) fn completions(shell: clap_complete::Shell) -> Result<Exit> {
     Ok(0)
 }
 
-/// `man`: the man page cozyform(1), in roff, on stdout (options, subcommands, exit codes).
-pub(super) fn man() -> Result<Exit> {
+/// `man [COMMAND]`: the man page cozyform(1), or cozyform-COMMAND(1), in roff, on stdout.
+pub(super) fn man(command: Option<&str>) -> Result<Exit> {
+    let root = Cli::command();
+    let page = match command {
+        None => root,
+        Some(name) => {
+            let Some(sub) = root.find_subcommand(name) else {
+                let names: Vec<&str> = root.get_subcommands().map(|c| c.get_name()).collect();
+                return Err(super::user_error(
+                    format!("no command named {name:?}"),
+                    format!("one of: {}", names.join(", ")),
+                ));
+            };
+            // clap names are `&'static str` (no `string` feature); this process prints one page and ends.
+            let full: &'static str = Box::leak(format!("cozyform-{}", sub.get_name()).into_boxed_str());
+            let bin: &'static str = Box::leak(format!("cozyform {}", sub.get_name()).into_boxed_str());
+            // Global options are defined on the root command: carry them over to the page.
+            let mut sub = sub.clone().name(full).bin_name(bin);
+            for arg in root.get_arguments().filter(|a| a.is_global_set()) {
+                sub = sub.arg(arg.clone());
+            }
+            sub.version(env!("CARGO_PKG_VERSION"))
+        }
+    };
     let mut buf = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+    clap_mangen::Man::new(page).render(&mut buf)?;
     let mut out = std::io::stdout().lock();
     out.write_all(&buf)?;
     out.flush()?;
