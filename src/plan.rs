@@ -127,6 +127,9 @@ pub struct Plan {
     /// App changes of each instance that has some (see [`crate::apps::plan`]).
     #[serde(default)]
     pub apps: BTreeMap<String, Vec<crate::apps::plan::AppChange>>,
+    /// The `--target` patterns this plan is restricted to; empty for a whole plan.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 impl Plan {

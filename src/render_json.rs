@@ -20,7 +20,7 @@ use crate::apply::{ApplyReport, InstanceOutcome};
 use crate::plan::{self, Plan};
 
 /// The version of the JSON documents' format. Minor versions only add fields.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// The compatibility rule, as stated in the schemas.
 pub const COMPATIBILITY: &str =
@@ -43,7 +43,7 @@ fn require_all(schema: &mut schemars::Schema) {
     description = "The plan printed by `cozyform plan --json` (and under `plan` by `cozyform apply --json`). Changes within a major format_version (1.x) only add fields; consumers must ignore unknown keys. A plan holds no secret."
 )]
 pub struct PlanDocument {
-    /// The format of this document, "1.0". Changes within a major version only add fields;
+    /// The format of this document, "1.1". Changes within a major version only add fields;
     /// consumers must ignore unknown keys.
     pub format_version: String,
     /// The version of cozyform that produced it.
@@ -67,6 +67,10 @@ pub struct PlanDocument {
     /// Every app change (and every installed app not declared), by domain then kind and slug.
     #[serde(default)]
     pub apps: Vec<crate::apps::json::PlanApp>,
+    /// The `--target` patterns the plan is restricted to (added in 1.1). When not empty, the plan
+    /// is partial: it covers only the matching instances. Absent from 1.0 documents.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 /// Instance counts by action.
@@ -271,6 +275,7 @@ impl PlanDocument {
                 .collect(),
             app_summary: crate::apps::json::plan_app_summary(p),
             apps: crate::apps::json::plan_apps(p),
+            targets: p.targets.clone(),
         }
     }
 }
@@ -282,7 +287,7 @@ impl PlanDocument {
     description = "The result printed by `cozyform apply --auto-approve --json`. Changes within a major format_version (1.x) only add fields; consumers must ignore unknown keys. The only secret it holds is the registration link of each created instance."
 )]
 pub struct ApplyDocument {
-    /// The format of this document, "1.0".
+    /// The format of this document, "1.1".
     pub format_version: String,
     /// The version of cozyform that produced it.
     pub cozyform_version: String,
@@ -436,7 +441,7 @@ mod tests {
     #[test]
     fn plan_document_has_the_contract_fields() {
         let doc = serde_json::to_value(PlanDocument::new(&sample())).unwrap();
-        assert_eq!(doc["format_version"], "1.0");
+        assert_eq!(doc["format_version"], "1.1");
         assert_eq!(doc["cozyform_version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(
             doc["summary"],
