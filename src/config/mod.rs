@@ -164,12 +164,12 @@ pub struct InstanceConfig {
 /// Keys of the top-level table, in canonical order.
 pub const TOP_KEYS: &[&str] = &[
     "prune",
+    "apps_prune",
     "couchdb",
     "storage",
+    "registries",
     "defaults",
     "instances",
-    "apps_prune",
-    "registries",
 ];
 /// Keys of `app.<slug>` and `konnector.<slug>` tables.
 pub const APP_KEYS: &[&str] = &["source", "version"];
