@@ -43,7 +43,10 @@ fn serve(stream: TcpStream, routes: Arc<Mutex<Routes>>) {
     let (status, body) = {
         let mut r = routes.lock().unwrap();
         *r.hits.entry(path.clone()).or_default() += 1;
-        r.files.get(&path).cloned().unwrap_or((404, b"{\"message\":\"not found\"}".to_vec()))
+        r.files
+            .get(&path)
+            .cloned()
+            .unwrap_or((404, b"{\"message\":\"not found\"}".to_vec()))
     };
     let mut s = stream;
     let _ = write!(
@@ -70,7 +73,11 @@ impl Registry {
     }
 
     fn put(&self, path: &str, status: u16, body: Vec<u8>) {
-        self.routes.lock().unwrap().files.insert(path.to_string(), (status, body));
+        self.routes
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_string(), (status, body));
     }
 
     fn hits(&self, path: &str) -> usize {
@@ -126,7 +133,11 @@ fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn manifest_name(fixture: &str) -> &'static str {
-    if fixture == "ameli" { "manifest.konnector" } else { "manifest.webapp" }
+    if fixture == "ameli" {
+        "manifest.konnector"
+    } else {
+        "manifest.webapp"
+    }
 }
 
 /// The fixture's files with its manifest at `version` (and `extra` keys).
@@ -219,7 +230,11 @@ fn code_dir(ws: &Workspace, domain: &str, kind_dir: &str, slug: &str) -> PathBuf
 /// The single version folder of an app's code.
 fn version_dirs(ws: &Workspace, domain: &str, kind_dir: &str, slug: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(code_dir(ws, domain, kind_dir, slug))
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -266,18 +281,28 @@ version = "0.8.0"
 
     let (code, out, err) = ws.plan();
     assert_eq!(code, 2, "{out}\n{err}");
-    assert!(out.contains(&format!("+ app drive 1.0.0 (registry://drive/stable)")), "{out}");
+    assert!(out.contains("+ app drive 1.0.0 (registry://drive/stable)"), "{out}");
     assert!(out.contains("+ konnector ameli 1.2.0"), "{out}");
     assert!(out.contains("+ app mytool 0.1.0-"), "{out}");
     assert!(out.contains("+ app beta 0.8.0 (registry://mytool/beta/0.8.0)"), "{out}");
-    assert!(out.contains("Apps: 5 to install, 0 to update, 0 to uninstall."), "{out}");
+    assert!(
+        out.contains("Apps: 5 to install, 0 to update, 0 to uninstall."),
+        "{out}"
+    );
 
     assert_eq!(reg.hits(&ameli_path), 1, "plan reads the tarball's manifest");
     let out = ws.apply_ok();
-    assert!(out.contains("Apps: 5 installed, 0 updated, 0 uninstalled, 0 failed."), "{out}");
+    assert!(
+        out.contains("Apps: 5 installed, 0 updated, 0 uninstalled, 0 failed."),
+        "{out}"
+    );
     // Each (source, version) downloaded once, for both instances.
     assert_eq!(reg.hits("/files/drive-1.0.0.tar.gz"), 1);
-    assert_eq!(reg.hits(&ameli_path), 2, "apply downloads once: its plan's copy is installed");
+    assert_eq!(
+        reg.hits(&ameli_path),
+        2,
+        "apply downloads once: its plan's copy is installed"
+    );
     ws.assert_no_changes();
 
     // Fidelity: the app doc.
@@ -291,7 +316,10 @@ version = "0.8.0"
     assert_eq!(d["editor"], "Cozy");
     assert_eq!(d["permissions"]["files"]["type"], "io.cozy.files");
     assert_eq!(d["terms"], json!({"url": "", "version": ""}));
-    assert_eq!(d["routes"], json!({"/": {"folder": "/", "index": "index.html", "public": false}}));
+    assert_eq!(
+        d["routes"],
+        json!({"/": {"folder": "/", "index": "index.html", "public": false}})
+    );
     assert_eq!(d["intents"], Value::Null);
     assert!(d.get("error").is_none() && d.get("available_version").is_none());
     assert!(d["created_at"].as_str().unwrap().starts_with("20"));
@@ -314,11 +342,20 @@ version = "0.8.0"
     assert_eq!(p[0]["type"], "app");
     assert_eq!(p[0]["permissions"], d["permissions"]);
     let md = &p[0]["cozyMetadata"];
-    assert_eq!((md["doctypeVersion"].clone(), md["metadataVersion"].clone()), (json!("1"), json!(1)));
-    assert_eq!((md["createdByApp"].clone(), md["createdByAppVersion"].clone()), (json!("drive"), json!("1.0.0")));
+    assert_eq!(
+        (md["doctypeVersion"].clone(), md["metadataVersion"].clone()),
+        (json!("1"), json!(1))
+    );
+    assert_eq!(
+        (md["createdByApp"].clone(), md["createdByAppVersion"].clone()),
+        (json!("drive"), json!("1.0.0"))
+    );
     assert_eq!(md["updatedByApps"][0]["slug"], "drive");
     // The code: brotli files in <slug>/<version>-<sha256>/.
-    assert_eq!(version_dirs(&ws, "a.example", ".cozy_apps", "drive"), vec![format!("1.0.0-{drive_sha}")]);
+    assert_eq!(
+        version_dirs(&ws, "a.example", ".cozy_apps", "drive"),
+        vec![format!("1.0.0-{drive_sha}")]
+    );
     let vdir = code_dir(&ws, "a.example", ".cozy_apps", "drive").join(format!("1.0.0-{drive_sha}"));
     assert_eq!(
         brotli_decode(&vdir.join("index.html.br")),
@@ -328,14 +365,20 @@ version = "0.8.0"
     assert!(!vdir.join("index.html").exists());
     // The konnector from a tarball.
     let k = get(&ws, "a.example", "io.cozy.konnectors", "io.cozy.konnectors/ameli").expect("ameli doc");
-    assert_eq!((k["state"].clone(), k["version"].clone()), (json!("ready"), json!("1.2.0")));
+    assert_eq!(
+        (k["state"].clone(), k["version"].clone()),
+        (json!("ready"), json!("1.2.0"))
+    );
     assert_eq!(k["checksum"], json!(ameli_sha));
     assert_eq!(k["language"], "node");
     assert_eq!(k["source"], json!(format!("{ameli_url}#{ameli_sha}")));
     let kp = perms_of(&ws, "a.example", "io.cozy.konnectors/ameli");
     assert_eq!(kp.len(), 1);
     assert_eq!(kp[0]["type"], "konnector");
-    assert_eq!(version_dirs(&ws, "a.example", ".cozy_konnectors", "ameli"), vec![format!("1.2.0-{ameli_sha}")]);
+    assert_eq!(
+        version_dirs(&ws, "a.example", ".cozy_konnectors", "ameli"),
+        vec![format!("1.2.0-{ameli_sha}")]
+    );
     // The file source: version with 10 hex digits of the folder's digest, no checksum.
     let m = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/mytool").expect("mytool doc");
     assert_eq!(m["checksum"], "");
@@ -358,7 +401,12 @@ version = "0.8.0"
     assert!(out.contains("+ permission contacts: io.cozy.contacts GET"), "{out}");
     let json_out = run(&ws, &["plan", "--json"]).1;
     let doc: Value = serde_json::from_str(&json_out).unwrap();
-    let upd: Vec<&Value> = doc["apps"].as_array().unwrap().iter().filter(|a| a["op"] == "update").collect();
+    let upd: Vec<&Value> = doc["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["op"] == "update")
+        .collect();
     assert_eq!(upd.len(), 2, "{json_out}");
     assert_eq!(upd[0]["before_version"], "1.0.0");
     assert_eq!(upd[0]["after_version"], "1.1.0");
@@ -370,7 +418,10 @@ version = "0.8.0"
     assert_eq!(d2["created_at"], created_at, "an update keeps created_at");
     assert_ne!(d2["updated_at"], d["updated_at"]);
     assert_eq!(d2["services"], Value::Null);
-    assert!(get(&ws, "a.example", "io.cozy.triggers", &tid).is_none(), "the old service's trigger is deleted");
+    assert!(
+        get(&ws, "a.example", "io.cozy.triggers", &tid).is_none(),
+        "the old service's trigger is deleted"
+    );
     let p2 = perms_of(&ws, "a.example", "io.cozy.apps/drive");
     assert_eq!(p2.len(), 1);
     assert_eq!(p2[0]["_id"], p[0]["_id"], "the permission doc is updated in place");
@@ -388,15 +439,18 @@ version = "0.8.0"
     .unwrap();
     let (code, out, _) = ws.plan();
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("app store 1.0.0 is installed but not declared; left alone"), "{out}");
+    assert!(
+        out.contains("app store 1.0.0 is installed but not declared; left alone"),
+        "{out}"
+    );
     ws.apply_ok();
     assert!(get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/store").is_some());
     // ...and uninstalled with apps_prune; with it goes the declared-then-removed app's code,
     // permission doc and triggers.
-    ws.write_config("apps_prune = true", &body.replace(
-        "[instances.\"b.example\"]\n",
-        "[instances.\"b.example\"]\napps = []\n",
-    ));
+    ws.write_config(
+        "apps_prune = true",
+        &body.replace("[instances.\"b.example\"]\n", "[instances.\"b.example\"]\napps = []\n"),
+    );
     let (code, out, _) = ws.plan();
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("- app store 1.0.0"), "{out}");
@@ -418,7 +472,10 @@ fn apps_failures_are_clear_and_leave_nothing_half_written() {
     reg.release("drive", "1.0.0", Some("stable"), json!({}));
     let ws = Workspace::new(Backend::Couch);
     let header = format!("[registries]\ndefault = [\"{}\"]\n", reg.base);
-    ws.write_config("", &format!("{header}[instances.\"a.example\"]\n[instances.\"b.example\"]\n"));
+    ws.write_config(
+        "",
+        &format!("{header}[instances.\"a.example\"]\n[instances.\"b.example\"]\n"),
+    );
     ws.apply_ok();
 
     // The registry announces a sha256 the tarball does not have.
@@ -466,13 +523,18 @@ fn apps_failures_are_clear_and_leave_nothing_half_written() {
     assert!(err.contains("unreachable") && err.contains(&dead_url), "{err}");
     assert!(err.contains("declared by 2 instances"), "{err}");
     assert!(get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").is_none());
-    assert!(!ws.fs_root().join("c.example").exists(), "nothing is created from a plan with errors");
+    assert!(
+        !ws.fs_root().join("c.example").exists(),
+        "nothing is created from a plan with errors"
+    );
 
     // A failed install (the code cannot be written): errored, repaired next time; b goes on.
     reg.release("drive", "1.0.0", Some("stable"), json!({}));
     ws.write_config(
         "",
-        &format!("{header}[instances.\"a.example\"]\napps = [\"drive\"]\n[instances.\"b.example\"]\napps = [\"drive\"]\n"),
+        &format!(
+            "{header}[instances.\"a.example\"]\napps = [\"drive\"]\n[instances.\"b.example\"]\napps = [\"drive\"]\n"
+        ),
     );
     std::fs::write(ws.fs_root().join("a.example/.cozy_apps"), b"not a folder").unwrap();
     let (code, out, err) = run(&ws, &["apply", "--auto-approve"]);
@@ -480,7 +542,10 @@ fn apps_failures_are_clear_and_leave_nothing_half_written() {
     let a = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").expect("errored doc");
     assert_eq!(a["state"], "errored");
     assert!(a["error"].as_str().unwrap().contains(".cozy_apps"), "{a}");
-    assert_eq!(get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["state"], "ready");
+    assert_eq!(
+        get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["state"],
+        "ready"
+    );
     let (code, out, _) = ws.plan();
     assert_eq!(code, 2);
     assert!(out.contains("! app drive errored:"), "{out}");
@@ -501,7 +566,7 @@ fn apps_on_the_embedded_store() {
     ws.write_config(
         "",
         &format!(
-            "[registries]\ndefault = [\"{}\"]\n[defaults]\napps = [\"drive\"]\n[instances.\"a.example\"]\n[instances.\"a.example\".app.mytool]\nsource = \"file://{}\"\n",
+            "[registries]\ndefault = [\"{}\"]\n[defaults]\napps = [\"drive\"]\n[instances.\"b.example\"]\n[instances.\"a.example\"]\n[instances.\"a.example\".app.mytool]\nsource = \"file://{}\"\n",
             reg.base,
             fixture_dir("mytool").display()
         ),
@@ -509,9 +574,23 @@ fn apps_on_the_embedded_store() {
     let (code, out, _) = ws.plan();
     assert_eq!(code, 2);
     assert!(out.contains("+ app drive 1.0.0"), "{out}");
+    assert!(out.contains("Apps: 3 to install"), "{out}");
+    // --target restricts the app changes too.
+    let (code, out, _) = run(&ws, &["plan", "--target", "a.example"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Apps: 2 to install") && !out.contains("b.example"),
+        "{out}"
+    );
     ws.apply_ok();
     ws.assert_no_changes();
-    assert_eq!(get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["state"], "ready");
-    assert_eq!(get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/mytool").unwrap()["state"], "ready");
+    assert_eq!(
+        get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["state"],
+        "ready"
+    );
+    assert_eq!(
+        get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/mytool").unwrap()["state"],
+        "ready"
+    );
     assert!(ws.fs_root().join("a.example/.cozy_apps/mytool").is_dir());
 }

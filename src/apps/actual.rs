@@ -23,11 +23,17 @@ pub async fn all_docs(store: &Store, db: &str) -> StoreResult<Vec<Value>> {
     loop {
         let page = store.all_docs_page(db, after.as_deref(), APPS_PAGE).await?;
         let n = page.len();
-        after = page.last().and_then(|d| d.get("_id")).and_then(Value::as_str).map(str::to_string);
-        out.extend(
-            page.into_iter()
-                .filter(|d| !d.get("_id").and_then(Value::as_str).unwrap_or("").starts_with("_design/")),
-        );
+        after = page
+            .last()
+            .and_then(|d| d.get("_id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        out.extend(page.into_iter().filter(|d| {
+            !d.get("_id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .starts_with("_design/")
+        }));
         if n < APPS_PAGE {
             return Ok(out);
         }
@@ -50,7 +56,11 @@ fn installed_of(kind: AppKind, doc: &Value) -> Option<InstalledApp> {
         version: s("version"),
         checksum: s("checksum"),
         state: s("state"),
-        error: doc.get("error").and_then(Value::as_str).filter(|e| !e.is_empty()).map(str::to_string),
+        error: doc
+            .get("error")
+            .and_then(Value::as_str)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string),
         permissions: permissions_of(doc),
     })
 }
@@ -95,7 +105,10 @@ pub async fn read_installed(
         .await;
     let mut out = BTreeMap::new();
     for (domain, r) in results {
-        out.insert(domain.clone(), r.with_context(|| format!("reading the apps of {domain}"))?);
+        out.insert(
+            domain.clone(),
+            r.with_context(|| format!("reading the apps of {domain}"))?,
+        );
     }
     Ok(out)
 }

@@ -180,12 +180,18 @@ pub fn read_dir_code(root: &Path) -> Result<Code, String> {
                 .file_type()
                 .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
             if ft.is_symlink() {
-                return Err(format!("{} is a symbolic link; app folders may not hold any", p.display()));
+                return Err(format!(
+                    "{} is a symbolic link; app folders may not hold any",
+                    p.display()
+                ));
             } else if ft.is_dir() {
                 walk(root, &p, out)?;
             } else if ft.is_file() {
                 let rel = p.strip_prefix(root).expect("under root");
-                let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
                 let content = std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
                 out.push((rel.join("/"), content));
             }

@@ -112,30 +112,33 @@ pub async fn apply_apps(store: &Store, plan: &Plan, opts: &ApplyOptions, report:
             }
         }
     }
-    let fetched: HashMap<&CodeSource, Result<Arc<Code>, String>> = futures::stream::iter(codes.into_iter().map(
-        |code| async move { (code, fetch_code(code).await) },
-    ))
+    let fetched: HashMap<&CodeSource, Result<Arc<Code>, String>> = futures::stream::iter(
+        codes
+            .into_iter()
+            .map(|code| async move { (code, fetch_code(code).await) }),
+    )
     .buffer_unordered(opts.parallelism.clamp(1, 8))
     .collect()
     .await;
 
     let fetched = &fetched;
-    let results: Vec<Vec<AppOutcome>> = futures::stream::iter(work.into_iter().map(|(domain, prefix, changes)| async move {
-        let store = instance_store(store, domain);
-        let mut out = Vec::new();
-        for c in changes {
-            let r = if opts.cancel.load(Ordering::SeqCst) {
-                Err(anyhow!("not started: the run was interrupted"))
-            } else {
-                apply_change(store, &opts.fs_root, domain, &prefix, c, fetched).await
-            };
-            out.push(outcome(domain, c, r));
-        }
-        out
-    }))
-    .buffer_unordered(opts.parallelism.max(1))
-    .collect()
-    .await;
+    let results: Vec<Vec<AppOutcome>> =
+        futures::stream::iter(work.into_iter().map(|(domain, prefix, changes)| async move {
+            let store = instance_store(store, domain);
+            let mut out = Vec::new();
+            for c in changes {
+                let r = if opts.cancel.load(Ordering::SeqCst) {
+                    Err(anyhow!("not started: the run was interrupted"))
+                } else {
+                    apply_change(store, &opts.fs_root, domain, &prefix, c, fetched).await
+                };
+                out.push(outcome(domain, c, r));
+            }
+            out
+        }))
+        .buffer_unordered(opts.parallelism.max(1))
+        .collect()
+        .await;
     outcomes.extend(results.into_iter().flatten());
     outcomes.sort_by(|a, b| (&a.domain, a.kind, &a.slug).cmp(&(&b.domain, b.kind, &b.slug)));
     outcomes
@@ -164,7 +167,10 @@ async fn apply_change(
     match c.op {
         AppOp::Uninstall => uninstall(store, fs_root, domain, prefix, c.kind, &c.slug).await,
         AppOp::Install | AppOp::Update | AppOp::Repair => {
-            let target = c.target.as_ref().ok_or_else(|| anyhow!("nothing resolved to install"))?;
+            let target = c
+                .target
+                .as_ref()
+                .ok_or_else(|| anyhow!("nothing resolved to install"))?;
             let code = match fetched.get(&target.code) {
                 Some(Ok(code)) => code.clone(),
                 Some(Err(e)) => bail!("not installed, nothing was written: {e}"),
@@ -231,7 +237,8 @@ fn write_code(dir: &Path, target_name: &str, code: &Code) -> Result<()> {
             }
             let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
             let mut w = brotli::CompressorWriter::new(file, 64 * 1024, BROTLI_QUALITY, 22);
-            w.write_all(content).with_context(|| format!("writing {}", path.display()))?;
+            w.write_all(content)
+                .with_context(|| format!("writing {}", path.display()))?;
             w.flush().with_context(|| format!("writing {}", path.display()))?;
             let file = w.into_inner();
             file.sync_all().with_context(|| format!("writing {}", path.display()))?;
@@ -246,7 +253,10 @@ fn write_code(dir: &Path, target_name: &str, code: &Code) -> Result<()> {
 }
 
 async fn get(store: &Store, db: &str, id: &str) -> Result<Option<Value>> {
-    store.get_doc(db, id).await.with_context(|| format!("reading {db}/{id}"))
+    store
+        .get_doc(db, id)
+        .await
+        .with_context(|| format!("reading {db}/{id}"))
 }
 
 /// PUTs `doc` at the current rev of its id (re-read on conflict).
@@ -319,7 +329,14 @@ pub fn permission_doc(id: &str, kind: AppKind, slug: &str, version: &str, perms:
     })
 }
 
-async fn upsert_permission(store: &Store, prefix: &str, kind: AppKind, slug: &str, version: &str, perms: &Value) -> Result<()> {
+async fn upsert_permission(
+    store: &Store,
+    prefix: &str,
+    kind: AppKind,
+    slug: &str,
+    version: &str,
+    perms: &Value,
+) -> Result<()> {
     let db = layout::db_name(prefix, "io.cozy.permissions");
     let existing = permission_docs(store, prefix, kind, slug).await?;
     match existing.into_iter().next() {
@@ -362,7 +379,15 @@ fn same_service(a: &Value, b: &Value) -> bool {
 }
 
 /// The trigger doc of a service (`CreateServiceTrigger`).
-pub fn trigger_doc(id: &str, domain: &str, prefix: &str, slug: &str, name: &str, service: &Value, t: &str) -> Option<Value> {
+pub fn trigger_doc(
+    id: &str,
+    domain: &str,
+    prefix: &str,
+    slug: &str,
+    name: &str,
+    service: &Value,
+    t: &str,
+) -> Option<Value> {
     let opts = service.get("trigger").and_then(Value::as_str).unwrap_or("");
     let mut parts = opts.splitn(2, ' ');
     let typ = parts.next().unwrap_or("").trim();
@@ -456,6 +481,7 @@ async fn sync_triggers(
 }
 
 /// The app doc: the manifest as received, plus cozy-stack's overrides and defaults.
+#[allow(clippy::too_many_arguments)]
 pub fn app_doc(
     kind: AppKind,
     slug: &str,
@@ -473,7 +499,11 @@ pub fn app_doc(
     m.insert("source".into(), json!(source));
     m.insert("state".into(), json!(state));
     m.insert("version".into(), json!(target.version));
-    if m.get("available_version").and_then(Value::as_str).unwrap_or("").is_empty() {
+    if m.get("available_version")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
         m.remove("available_version");
     }
     m.insert("checksum".into(), json!(target.checksum));
@@ -581,7 +611,9 @@ async fn mark_errored(store: &Store, prefix: &str, c: &AppChange, target: &Resol
         Some(d) => d,
         None => app_doc(c.kind, &c.slug, &c.source, target, "errored", &t, &t, Value::Null),
     };
-    let m = doc.as_object_mut().ok_or_else(|| anyhow!("{db}/{id} is not an object"))?;
+    let m = doc
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("{db}/{id} is not an object"))?;
     m.insert("state".into(), json!("errored"));
     m.insert("error".into(), json!(error));
     m.insert("updated_at".into(), json!(t));
@@ -593,7 +625,11 @@ async fn uninstall(store: &Store, fs_root: &Path, domain: &str, prefix: &str, ki
     let id = kind.doc_id(slug);
     let current = get(store, &db, &id).await?;
     // 1. Triggers.
-    if let Some(services) = current.as_ref().and_then(|d| d.get("services")).and_then(Value::as_object) {
+    if let Some(services) = current
+        .as_ref()
+        .and_then(|d| d.get("services"))
+        .and_then(Value::as_object)
+    {
         let tdb = layout::db_name(prefix, "io.cozy.triggers");
         for s in services.values() {
             if let Some(tid) = s.get("trigger_id").and_then(Value::as_str).filter(|i| !i.is_empty()) {

@@ -264,5 +264,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Whether a slug is valid for cozy-stack (`^[a-z0-9\-]+$`).
 pub fn valid_slug(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

@@ -86,7 +86,10 @@ pub fn plan_apps(
     let mut failed: BTreeMap<String, (String, String, usize)> = BTreeMap::new();
     let none: Vec<InstalledApp> = Vec::new();
     for ip in instances {
-        if !matches!(ip.action, Action::Create | Action::Update | Action::Repair | Action::NoOp) {
+        if !matches!(
+            ip.action,
+            Action::Create | Action::Update | Action::Repair | Action::NoOp
+        ) {
             continue;
         }
         let Some(apps) = desired.instances.get(&ip.domain).and_then(|d| d.apps.as_ref()) else {
@@ -230,9 +233,15 @@ mod tests {
         }
     }
 
-    fn run(list: Vec<DesiredApp>, prune: bool, inst: Vec<InstalledApp>, res: Vec<(&DesiredApp, Result<Resolved, String>)>) -> (BTreeMap<String, Vec<AppChange>>, Vec<String>) {
+    fn run(
+        list: Vec<DesiredApp>,
+        prune: bool,
+        inst: Vec<InstalledApp>,
+        res: Vec<(&DesiredApp, Result<Resolved, String>)>,
+    ) -> (BTreeMap<String, Vec<AppChange>>, Vec<String>) {
         let mut w = DesiredInstance::new("a.example");
-        let keys: Vec<(String, Result<Resolved, String>)> = res.into_iter().map(|(a, r)| (a.resolve_key(), r)).collect();
+        let keys: Vec<(String, Result<Resolved, String>)> =
+            res.into_iter().map(|(a, r)| (a.resolve_key(), r)).collect();
         w.apps = Some(DesiredApps { prune, list });
         let d = desired(vec![w], false);
         let mut a = actual(vec![existing("a.example", json!({}))]);
@@ -253,7 +262,10 @@ mod tests {
             vec![d.clone(), p.clone()],
             false,
             vec![installed("photos", "1.0.0", "ready", json!({}))],
-            vec![(&d, Ok(resolved("1.2.3", json!({})))), (&p, Ok(resolved("1.0.0", json!({}))))],
+            vec![
+                (&d, Ok(resolved("1.2.3", json!({})))),
+                (&p, Ok(resolved("1.0.0", json!({})))),
+            ],
         );
         assert!(errors.is_empty());
         let c = &apps["a.example"];
@@ -291,9 +303,19 @@ mod tests {
 
     #[test]
     fn plan_uninstalls_undeclared_apps_only_with_apps_prune() {
-        let (apps, _) = run(vec![], false, vec![installed("store", "1.0.0", "ready", json!({}))], vec![]);
+        let (apps, _) = run(
+            vec![],
+            false,
+            vec![installed("store", "1.0.0", "ready", json!({}))],
+            vec![],
+        );
         assert_eq!(apps["a.example"][0].op, AppOp::Unmanaged);
-        let (apps, _) = run(vec![], true, vec![installed("store", "1.0.0", "ready", json!({}))], vec![]);
+        let (apps, _) = run(
+            vec![],
+            true,
+            vec![installed("store", "1.0.0", "ready", json!({}))],
+            vec![],
+        );
         assert_eq!(apps["a.example"][0].op, AppOp::Uninstall);
     }
 

@@ -54,7 +54,11 @@ pub async fn get_version(
         return Err("no registry is configured; add [registries] default = [\"https://…/\"]".into());
     }
     for reg in registries {
-        let base = if reg.ends_with('/') { reg.clone() } else { format!("{reg}/") };
+        let base = if reg.ends_with('/') {
+            reg.clone()
+        } else {
+            format!("{reg}/")
+        };
         let url = format!("{base}{path}");
         let resp = client()
             .get(&url)
@@ -73,8 +77,8 @@ pub async fn get_version(
             .bytes()
             .await
             .map_err(|e| format!("reading {url}: {}", error_chain(&e)))?;
-        let mut v: Version =
-            serde_json::from_slice(&body).map_err(|e| format!("the registry {reg} sent a bad version for {url}: {e}"))?;
+        let mut v: Version = serde_json::from_slice(&body)
+            .map_err(|e| format!("the registry {reg} sent a bad version for {url}: {e}"))?;
         // A relative tarball URL is relative to the registry.
         if !v.url.contains("://") {
             v.url = url::Url::parse(&url)
@@ -88,7 +92,10 @@ pub async fn get_version(
         Some(v) => format!("version {v} of {slug:?}"),
         None => format!("{slug:?} on channel {channel:?}"),
     };
-    Err(format!("{what} was not found in the registries {}", registries.join(", ")))
+    Err(format!(
+        "{what} was not found in the registries {}",
+        registries.join(", ")
+    ))
 }
 
 /// An error and its causes on one line (reqwest hides the useful part in the sources).

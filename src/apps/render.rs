@@ -20,7 +20,10 @@ fn rule(v: &Value) -> String {
         parts.push(format!("selector={s}"));
     }
     if let Some(vals) = v.get("values").and_then(Value::as_array) {
-        let vals: Vec<String> = vals.iter().map(|x| x.as_str().map(str::to_string).unwrap_or(x.to_string())).collect();
+        let vals: Vec<String> = vals
+            .iter()
+            .map(|x| x.as_str().map(str::to_string).unwrap_or(x.to_string()))
+            .collect();
         parts.push(format!("values={}", vals.join(",")));
     }
     parts.join(" ")
@@ -29,7 +32,11 @@ fn rule(v: &Value) -> String {
 /// The permission rules added, removed or changed by an update, one line each.
 pub fn permission_lines(c: &AppChange) -> Vec<(char, String)> {
     let empty = serde_json::Map::new();
-    let before = c.permissions_before.as_ref().and_then(Value::as_object).unwrap_or(&empty);
+    let before = c
+        .permissions_before
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let Some(after) = c.permissions_after.as_ref().and_then(Value::as_object) else {
         return vec![];
     };
@@ -62,8 +69,12 @@ pub fn render_app_changes(out: &mut String, changes: &[AppChange], st: Style) {
             }
             AppOp::Update => {
                 if before == after {
-                    writeln!(out, "  {}~{} {what} {slug} {before} -> {after} ({})", st.yellow, st.reset, c.source)
-                        .unwrap()
+                    writeln!(
+                        out,
+                        "  {}~{} {what} {slug} {before} -> {after} ({})",
+                        st.yellow, st.reset, c.source
+                    )
+                    .unwrap()
                 } else {
                     writeln!(out, "  {}~{} {what} {slug} {before} -> {after}", st.yellow, st.reset).unwrap()
                 }
@@ -146,7 +157,11 @@ pub fn markdown_lines(apps: &std::collections::BTreeMap<String, Vec<AppChange>>)
                     c.before_version.as_deref().unwrap_or("?"),
                     c.after_version.as_deref().unwrap_or("?"),
                 );
-                let perms = if c.permissions_after.is_some() { " (permissions change)" } else { "" };
+                let perms = if c.permissions_after.is_some() {
+                    " (permissions change)"
+                } else {
+                    ""
+                };
                 match c.op {
                     AppOp::Install => format!("+ {} `{}` {a}", c.kind.label(), c.slug),
                     AppOp::Update => format!("~ {} `{}` {b} → {a}{perms}", c.kind.label(), c.slug),

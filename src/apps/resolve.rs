@@ -25,19 +25,18 @@ pub async fn resolve_all(apps: &[&DesiredApp], parallelism: usize) -> BTreeMap<S
     for a in apps {
         distinct.entry(a.resolve_key()).or_insert(a);
     }
-    let results: Vec<(String, Result<Resolved, String>)> = futures::stream::iter(distinct.into_iter().map(
-        |(key, app)| async move {
+    let results: Vec<(String, Result<Resolved, String>)> =
+        futures::stream::iter(distinct.into_iter().map(|(key, app)| async move {
             if let Some(r) = cache().lock().expect("cache lock").get(&key) {
                 return (key, r.clone());
             }
             let r = resolve_one(app).await;
             cache().lock().expect("cache lock").insert(key.clone(), r.clone());
             (key, r)
-        },
-    ))
-    .buffer_unordered(parallelism.clamp(1, 16))
-    .collect()
-    .await;
+        }))
+        .buffer_unordered(parallelism.clamp(1, 16))
+        .collect()
+        .await;
     results.into_iter().collect()
 }
 
@@ -75,7 +74,14 @@ pub async fn resolve_one(app: &DesiredApp) -> Result<Resolved, String> {
                     // No manifest in the answer: read it from the tarball.
                     let bytes = download(&v.url, sha.as_deref()).await?;
                     let (m, p) = manifest_in_tar(&bytes, kind.manifest_name())?;
-                    (m, if v.tar_prefix.is_empty() { p } else { v.tar_prefix.clone() })
+                    (
+                        m,
+                        if v.tar_prefix.is_empty() {
+                            p
+                        } else {
+                            v.tar_prefix.clone()
+                        },
+                    )
                 }
             };
             Resolved {

@@ -33,7 +33,12 @@ impl Walker<'_> {
         {
             for (ctx, v) in t.iter() {
                 let Some(arr) = v.as_array() else {
-                    self.wrong_type(t, ctx, "an array of registry URLs", "[\"https://apps-registry.example.org/\"]");
+                    self.wrong_type(
+                        t,
+                        ctx,
+                        "an array of registry URLs",
+                        "[\"https://apps-registry.example.org/\"]",
+                    );
                     continue;
                 };
                 let mut list = Vec::new();
@@ -79,7 +84,11 @@ impl Walker<'_> {
             match v.as_str() {
                 Some(s) if valid_slug(s) => {
                     if out.iter().any(|(o, _)| o == s) {
-                        self.warn(v.span(), format!("app {s:?} is listed twice in `{key}` of {what}"), Some("remove the duplicate".into()));
+                        self.warn(
+                            v.span(),
+                            format!("app {s:?} is listed twice in `{key}` of {what}"),
+                            Some("remove the duplicate".into()),
+                        );
                     } else {
                         out.push((s.to_string(), v.span()));
                     }
@@ -87,7 +96,9 @@ impl Walker<'_> {
                 Some(s) => self.err(
                     v.span(),
                     format!("invalid app slug {s:?} in `{key}` of {what}"),
-                    Some(format!("{SLUG_HINT}; other sources go in an [….app.<slug>] table with source = \"…\"")),
+                    Some(format!(
+                        "{SLUG_HINT}; other sources go in an [….app.<slug>] table with source = \"…\""
+                    )),
                 ),
                 None => self.err(
                     v.span(),
@@ -123,14 +134,22 @@ impl Walker<'_> {
             .unwrap_or_default();
         for (key, kind) in [("app", AppKind::Webapp), ("konnector", AppKind::Konnector)] {
             let Some(item) = it.get(key) else { continue };
-            let Some(t) = self.table(item, it.get_key_value(key).map(|(k, _)| k), &format!("{key} of {what}"), key)
-            else {
+            let Some(t) = self.table(
+                item,
+                it.get_key_value(key).map(|(k, _)| k),
+                &format!("{key} of {what}"),
+                key,
+            ) else {
                 continue;
             };
             for (slug, v) in t.iter() {
                 let kspan = key_span_dyn(t, slug);
                 if !valid_slug(slug) {
-                    self.err(kspan.clone(), format!("invalid {} slug {slug:?} in {what}", kind.label()), Some(SLUG_HINT.into()));
+                    self.err(
+                        kspan.clone(),
+                        format!("invalid {} slug {slug:?} in {what}", kind.label()),
+                        Some(SLUG_HINT.into()),
+                    );
                     continue;
                 }
                 let Some(at) = v.as_table_like() else {
@@ -303,7 +322,13 @@ impl Walker<'_> {
         if raw.starts_with("http://") || raw.starts_with("https://") {
             let mut u = match url::Url::parse(raw) {
                 Ok(u) => u,
-                Err(e) => return bad(self, format!("invalid source URL {raw:?}: {e}"), "write https://host/path/app.tar.gz#<sha256>"),
+                Err(e) => {
+                    return bad(
+                        self,
+                        format!("invalid source URL {raw:?}: {e}"),
+                        "write https://host/path/app.tar.gz#<sha256>",
+                    );
+                }
             };
             let sha = match u.fragment() {
                 None | Some("") => None,
@@ -317,7 +342,10 @@ impl Walker<'_> {
                 }
             };
             u.set_fragment(None);
-            return Some(AppSource::Http { url: u.to_string(), sha256: sha });
+            return Some(AppSource::Http {
+                url: u.to_string(),
+                sha256: sha,
+            });
         }
         let scheme = raw.split("://").next().unwrap_or("");
         if ["git", "git+ssh", "ssh+git", "git+https"].contains(&scheme) {
@@ -379,7 +407,11 @@ mod tests {
     #[test]
     fn an_instance_without_app_keys_manages_no_apps() {
         assert!(apps(&format!("{REG}[instances.\"a.example\"]\n"), "a.example").is_none());
-        let a = apps(&format!("apps_prune = true\n{REG}[instances.\"a.example\"]\napps = []\n"), "a.example").unwrap();
+        let a = apps(
+            &format!("apps_prune = true\n{REG}[instances.\"a.example\"]\napps = []\n"),
+            "a.example",
+        )
+        .unwrap();
         assert!(a.prune && a.list.is_empty());
     }
 
