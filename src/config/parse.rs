@@ -363,7 +363,15 @@ pub fn load_str(
             }
             if inst.state == InstanceState::Present {
                 let ctx = inst.context.clone();
-                inst.apps = w.instance_apps(it, &what, ctx.as_deref(), &app_defaults, &apps_top, base_dir, dspan.clone());
+                inst.apps = w.instance_apps(
+                    it,
+                    &what,
+                    ctx.as_deref(),
+                    &app_defaults,
+                    &apps_top,
+                    base_dir,
+                    dspan.clone(),
+                );
             }
             instances.insert(domain, inst);
         }
