@@ -411,7 +411,13 @@ version = "0.8.0"
     assert_eq!(upd[0]["before_version"], "1.0.0");
     assert_eq!(upd[0]["after_version"], "1.1.0");
     assert_eq!(doc["app_summary"]["update"], 2);
-    ws.apply_ok();
+    // Through a saved plan: `plan --out`, then `apply FILE`.
+    let saved = ws.path().join("update.cfplan");
+    let (code, out, err) = run(&ws, &["plan", "--out", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = run(&ws, &["apply", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Apps: 0 installed, 2 updated"), "{out}");
     ws.assert_no_changes();
     let d2 = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap();
     assert_eq!(d2["version"], "1.1.0");
