@@ -61,10 +61,11 @@ pub struct PlanDocument {
     pub global: PlanGlobal,
     /// Every declared or existing instance, sorted by domain, including no-ops.
     pub instances: Vec<PlanInstance>,
-    /// App and konnector changes by kind (format 1.0, added with apps).
+    /// App and konnector changes by kind (added in 1.1).
     #[serde(default)]
     pub app_summary: crate::apps::json::PlanAppSummary,
-    /// Every app change (and every installed app not declared), by domain then kind and slug.
+    /// Every app change (and every installed app not declared), by domain then kind and slug (added
+    /// in 1.1).
     #[serde(default)]
     pub apps: Vec<crate::apps::json::PlanApp>,
     /// The `--target` patterns the plan is restricted to (added in 1.1). When not empty, the plan
@@ -311,7 +312,7 @@ pub struct ApplyResult {
     pub global_error: Option<String>,
     /// One entry per instance acted on (no-ops and unmanaged instances are not listed).
     pub instances: Vec<ApplyInstance>,
-    /// One entry per app change acted on.
+    /// One entry per app change acted on (added in 1.1).
     #[serde(default)]
     pub apps: Vec<crate::apps::json::ApplyApp>,
 }
