@@ -107,6 +107,10 @@ pub struct Actual {
     pub ambiguous: BTreeSet<String>,
     /// `_rev` of each instance doc by id, and the database names seen, for saved-plan staleness.
     pub revs: BTreeMap<String, String>,
+    /// Installed apps and resolved app sources (read by [`crate::apps::gather`]).
+    pub apps: crate::apps::AppsActual,
+    /// `_rev` of each settings doc read and present, by domain, for saved-plan staleness.
+    pub settings_revs: BTreeMap<String, String>,
 }
 
 impl Actual {
@@ -346,6 +350,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .filter(|(_, i)| deep || opts.settings_for.contains(&i.domain))
         .map(|(n, _)| n)
         .collect();
+    type Extras = (Observed<Map<String, Value>>, Option<DeepState>, Option<String>);
     if !wanted.is_empty() {
         crate::progress::stage(
             wanted.len() as u64,
@@ -375,7 +380,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             }
         }))
         .buffer_unordered(opts.parallelism.max(1))
-        .collect::<Vec<(usize, StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)>)>>()
+        .collect::<Vec<(usize, StoreResult<Extras>)>>()
         .await
     };
     let (probes, results) = tokio::join!(probes, reads);
@@ -387,8 +392,11 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         inst.fs = fs;
     }
     for (n, r) in results {
-        let (settings, deep_state) =
+        let (settings, deep_state, settings_rev) =
             r.with_context(|| format!("reading the databases of {}", actual.instances[n].domain))?;
+        if let Some(rev) = settings_rev {
+            actual.settings_revs.insert(actual.instances[n].domain.clone(), rev);
+        }
         actual.instances[n].settings = settings;
         actual.instances[n].deep = deep_state;
     }
@@ -400,18 +408,22 @@ async fn read_instance_extras(
     store: &Store,
     inst: &ActualInstance,
     deep: bool,
-) -> StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)> {
+) -> StoreResult<(Observed<Map<String, Value>>, Option<DeepState>, Option<String>)> {
     let settings_db = layout::db_name(&inst.db_prefix, layout::SETTINGS);
+    let mut settings_rev = None;
     let settings = if inst.doctypes.contains(layout::SETTINGS) {
         match store.get_doc(&settings_db, layout::SETTINGS_DOC_ID).await? {
-            Some(d) => Observed::Present(redact(&d)),
+            Some(d) => {
+                settings_rev = d.get("_rev").and_then(Value::as_str).map(str::to_string);
+                Observed::Present(redact(&d))
+            }
             None => Observed::Missing,
         }
     } else {
         Observed::Missing
     };
     if !deep {
-        return Ok((settings, None));
+        return Ok((settings, None, settings_rev));
     }
     let mut state = DeepState::default();
     let files_db = layout::db_name(&inst.db_prefix, layout::FILES);
@@ -437,7 +449,7 @@ async fn read_instance_extras(
             .bad_views
             .extend(bad_views.into_iter().map(|v| (dt.to_string(), v)));
     }
-    Ok((settings, Some(state)))
+    Ok((settings, Some(state), settings_rev))
 }
 
 /// Indexes and views of one doctype that are missing or differ from the layout in `db`.

@@ -21,6 +21,8 @@ use crate::store::couch::CouchStore;
 use crate::store::embedded::EmbeddedStore;
 
 mod machine;
+mod saved;
+mod tooling;
 
 /// An error with a hint for the user, rendered as `error:` / `hint:`.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +64,14 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                 SchemaKind::Config => config::json_schema(),
                 SchemaKind::Plan => crate::render_json::plan_json_schema(),
                 SchemaKind::Apply => crate::render_json::apply_json_schema(),
+                SchemaKind::SavedPlan => crate::saved_plan::json_schema(),
             };
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(0)
         }
+        Command::Fmt(args) => tooling::fmt(&cli, args),
+        Command::Completions { shell } => tooling::completions(*shell),
+        Command::Man { command } => tooling::man(command.as_deref()),
     }
 }
 
@@ -186,18 +192,40 @@ fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
 /// Reads the actual state and plans.
 async fn compute(desired: &Desired, store: Option<&Stores>, args: &ReadArgs) -> Result<(Actual, Plan)> {
     crate::progress::stage(0, "reading global/instances and the database lists");
-    let actual = match store {
+    let mut actual = match store {
         Some(s) => actual::read_actual_in(s, &desired.fs_root, &read_options(desired, args))
             .await
             .inspect_err(|_| crate::progress::finish())?,
         None => Actual::default(),
     };
+    // Apps are read from the main store: with [[couchdb.clusters]], apps of instances on other
+    // clusters are not routed yet (see clusters::Stores::for_instance).
+    crate::apps::gather(store.map(|s| &s.main), desired, &mut actual, args.parallelism as usize)
+        .await
+        .inspect_err(|_| crate::progress::finish())?;
     crate::progress::message("planning");
     let planning = std::time::Instant::now();
-    let p = plan::plan(desired, &actual);
+    let mut p = plan::plan(desired, &actual);
+    if let Some(t) = crate::targeting::Targets::parse(&args.target)? {
+        t.restrict(&mut p, desired, &actual)?;
+        // The app changes, and the app source errors, of the targeted instances only.
+        p.apps = crate::apps::plan::plan_apps(desired, &actual, &p.instances, &mut p.errors);
+        let mut seen = std::collections::HashSet::new();
+        p.errors.retain(|e| seen.insert(e.clone()));
+    }
     crate::progress::timing("plan", planning);
     crate::progress::finish();
     Ok((actual, p))
+}
+
+/// Prints the partial-plan warning when `--target` is in effect.
+pub(crate) fn warn_targets(cli: &Cli, p: &Plan) {
+    if !cli.quiet
+        && !p.targets.is_empty()
+        && let Ok(Some(t)) = crate::targeting::Targets::parse(&p.targets)
+    {
+        eprintln!("{}", t.warning());
+    }
 }
 
 fn refuse_plan_errors(p: &Plan) -> Result<()> {
@@ -227,7 +255,8 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
         eprintln!("warning: an apply holds the lock; this plan may change when it ends:\n  {held}");
     }
     crate::progress::timing("lock read", started);
-    let (_actual, p) = compute(&loaded.desired, store.as_ref(), &args.read).await?;
+    let (actual, p) = compute(&loaded.desired, store.as_ref(), &args.read).await?;
+    warn_targets(cli, &p);
     if args.json {
         print!("{}", render_json::to_pretty(&render_json::PlanDocument::new(&p)));
     } else if args.markdown {
@@ -238,6 +267,9 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
     std::io::stdout().flush()?;
     crate::progress::timing("plan command (rendered)", started);
     refuse_plan_errors(&p)?;
+    if let Some(out) = &args.out {
+        saved::save(cli, args, &loaded.desired, store.as_ref().map(|s| &s.main), &actual, &p, out).await?;
+    }
     Ok(if args.detailed_exitcode && p.has_changes() {
         2
     } else {
@@ -264,6 +296,9 @@ fn confirm(p: &Plan) -> Result<bool> {
 }
 
 async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
+    if let Some(file) = &args.plan_file {
+        return saved::apply_saved(cli, args, file, color).await;
+    }
     if args.json {
         return machine::apply_json(cli, args).await;
     }
@@ -275,6 +310,7 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
     // An embedded store that does not exist yet is created only once the plan is approved.
     let existing = open_stores(desired, false, cli.verbose > 0).await?;
     let (_actual, p) = compute(desired, existing.as_ref(), &args.read).await?;
+    warn_targets(cli, &p);
     let st = Style::new(color);
     let rendered = render::render_plan(&p, st);
     refuse_plan_errors(&p).inspect_err(|_| print!("{rendered}"))?;
@@ -289,12 +325,12 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
         eprintln!("Apply cancelled.");
         return Ok(1);
     }
-    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0).await? {
+    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, None).await? {
         Locked::Applied(report) => {
             print_report(&report, st);
             Ok(if report.failed() > 0 { 1 } else { 0 })
         }
-        Locked::StateChanged => Err(state_changed()),
+        Locked::StateChanged | Locked::Stale(_) => Err(state_changed()),
     }
 }
 
@@ -303,6 +339,8 @@ pub(crate) enum Locked {
     Applied(ApplyReport),
     /// The plan computed under the lock differs from the one shown: nothing was applied.
     StateChanged,
+    /// A saved plan is stale, for these reasons: nothing was applied.
+    Stale(Vec<String>),
 }
 
 pub(crate) fn state_changed() -> anyhow::Error {
@@ -322,6 +360,7 @@ pub(crate) async fn apply_under_lock(
     args: &ApplyArgs,
     shown: &Plan,
     verbose: bool,
+    saved: Option<&crate::saved_plan::SavedGuard>,
 ) -> Result<Locked> {
     let stores = match existing {
         Some(s) => s,
@@ -339,20 +378,37 @@ pub(crate) async fn apply_under_lock(
             None => e,
         }
     })?;
-    let result = apply_locked(&stores, desired, args, shown).await;
+    let result = apply_locked(&stores, desired, args, shown, saved, &lock.holder).await;
     let released = crate::lock::release(store, &lock).await;
     let outcome = result?;
     released.context("releasing the lock")?;
     Ok(outcome)
 }
 
-async fn apply_locked(stores: &Stores, desired: &Desired, args: &ApplyArgs, shown: &Plan) -> Result<Locked> {
-    let (_actual, p) = compute(desired, Some(stores), &args.read).await?;
+async fn apply_locked(
+    stores: &Stores,
+    desired: &Desired,
+    args: &ApplyArgs,
+    shown: &Plan,
+    saved: Option<&crate::saved_plan::SavedGuard>,
+    holder: &str,
+) -> Result<Locked> {
+    let store = &stores.main;
+    let read = saved.map_or(&args.read, |g| &g.read);
+    let (actual, p) = compute(desired, Some(stores), read).await?;
+    if let Some(g) = saved {
+        let reasons = g.check(store, &actual).await?;
+        if !reasons.is_empty() {
+            return Ok(Locked::Stale(reasons));
+        }
+    }
     // The global design docs are defined idempotently whatever the plan says; what the operator
     // approved is what happens to each instance.
-    if p.instances != shown.instances || p.errors != shown.errors {
+    if p.instances != shown.instances || p.errors != shown.errors || p.apps != shown.apps {
         return Ok(Locked::StateChanged);
     }
+    // Before changing anything: every apply makes every saved plan stale, its own included.
+    crate::saved_plan::record_apply(store, saved.map(|g| g.saved.plan_id.as_str()), holder).await?;
     let opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
     let cancel = opts.cancel.clone();
     let watcher = tokio::spawn(async move {
@@ -366,7 +422,8 @@ async fn apply_locked(stores: &Stores, desired: &Desired, args: &ApplyArgs, show
             }
         }
     });
-    let report = apply::apply_in(stores, desired, &p, &opts).await;
+    let mut report = apply::apply_in(stores, desired, &p, &opts).await;
+    report.apps = crate::apps::install::apply_apps(store, &p, &opts, &report).await;
     crate::progress::finish();
     watcher.abort();
     Ok(Locked::Applied(report))
@@ -401,6 +458,7 @@ fn print_report(report: &ApplyReport, st: Style) {
             }
         }
     }
+    crate::apps::render::render_app_outcomes(&report.apps, st);
     let added = report.count(Action::Create);
     let changed = report.count(Action::Update) + report.count(Action::Repair);
     let destroyed = report.count(Action::Destroy);

@@ -42,6 +42,8 @@ pub struct DesiredInstance {
     /// Keys of the settings doc (`email`, `public_name`, `phone`, `tz` and the extra `settings`),
     /// string values.
     pub settings: BTreeMap<String, String>,
+    /// The apps and konnectors it manages; `None`: its apps are neither read nor touched.
+    pub apps: Option<crate::apps::DesiredApps>,
     /// `couch_cluster`: the index of the cluster holding the databases (see [`ClusterTarget`]).
     pub couch_cluster: Option<u32>,
 }
@@ -70,6 +72,7 @@ impl DesiredInstance {
             blocking_reason: None,
             settings: BTreeMap::new(),
             couch_cluster: None,
+            apps: None,
         }
     }
 

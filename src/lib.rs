@@ -5,6 +5,8 @@
 
 pub mod actual;
 pub mod apply;
+pub mod apps;
+pub mod atomic_file;
 pub mod cli;
 pub mod clusters;
 pub mod commands;
@@ -20,4 +22,6 @@ pub mod quota;
 pub mod render;
 pub mod render_json;
 pub mod render_markdown;
+pub mod saved_plan;
 pub mod store;
+pub mod targeting;

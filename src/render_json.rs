@@ -20,7 +20,7 @@ use crate::apply::{ApplyReport, InstanceOutcome};
 use crate::plan::{self, Plan};
 
 /// The version of the JSON documents' format. Minor versions only add fields.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// The compatibility rule, as stated in the schemas.
 pub const COMPATIBILITY: &str =
@@ -43,7 +43,7 @@ fn require_all(schema: &mut schemars::Schema) {
     description = "The plan printed by `cozyform plan --json` (and under `plan` by `cozyform apply --json`). Changes within a major format_version (1.x) only add fields; consumers must ignore unknown keys. A plan holds no secret."
 )]
 pub struct PlanDocument {
-    /// The format of this document, "1.0". Changes within a major version only add fields;
+    /// The format of this document, "1.1". Changes within a major version only add fields;
     /// consumers must ignore unknown keys.
     pub format_version: String,
     /// The version of cozyform that produced it.
@@ -61,6 +61,17 @@ pub struct PlanDocument {
     pub global: PlanGlobal,
     /// Every declared or existing instance, sorted by domain, including no-ops.
     pub instances: Vec<PlanInstance>,
+    /// App and konnector changes by kind (added in 1.1).
+    #[serde(default)]
+    pub app_summary: crate::apps::json::PlanAppSummary,
+    /// Every app change (and every installed app not declared), by domain then kind and slug (added
+    /// in 1.1).
+    #[serde(default)]
+    pub apps: Vec<crate::apps::json::PlanApp>,
+    /// The `--target` patterns the plan is restricted to (added in 1.1). When not empty, the plan
+    /// is partial: it covers only the matching instances. Absent from 1.0 documents.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 /// Instance counts by action.
@@ -263,6 +274,9 @@ impl PlanDocument {
                     repairs: i.repairs.iter().map(PlanRepair::from).collect(),
                 })
                 .collect(),
+            app_summary: crate::apps::json::plan_app_summary(p),
+            apps: crate::apps::json::plan_apps(p),
+            targets: p.targets.clone(),
         }
     }
 }
@@ -274,7 +288,7 @@ impl PlanDocument {
     description = "The result printed by `cozyform apply --auto-approve --json`. Changes within a major format_version (1.x) only add fields; consumers must ignore unknown keys. The only secret it holds is the registration link of each created instance."
 )]
 pub struct ApplyDocument {
-    /// The format of this document, "1.0".
+    /// The format of this document, "1.1".
     pub format_version: String,
     /// The version of cozyform that produced it.
     pub cozyform_version: String,
@@ -298,6 +312,9 @@ pub struct ApplyResult {
     pub global_error: Option<String>,
     /// One entry per instance acted on (no-ops and unmanaged instances are not listed).
     pub instances: Vec<ApplyInstance>,
+    /// One entry per app change acted on (added in 1.1).
+    #[serde(default)]
+    pub apps: Vec<crate::apps::json::ApplyApp>,
 }
 
 /// Counts of what an apply did.
@@ -345,6 +362,7 @@ impl ApplyResult {
                 summary: ApplySummary::default(),
                 global_error: None,
                 instances: vec![],
+                apps: vec![],
             },
             Some(r) => ApplyResult {
                 ok: r.failed() == 0,
@@ -357,6 +375,7 @@ impl ApplyResult {
                 },
                 global_error: r.global_error.clone(),
                 instances: r.outcomes.iter().map(ApplyInstance::from).collect(),
+                apps: crate::apps::json::apply_apps(&r.apps),
             },
         }
     }
@@ -423,7 +442,7 @@ mod tests {
     #[test]
     fn plan_document_has_the_contract_fields() {
         let doc = serde_json::to_value(PlanDocument::new(&sample())).unwrap();
-        assert_eq!(doc["format_version"], "1.0");
+        assert_eq!(doc["format_version"], "1.1");
         assert_eq!(doc["cozyform_version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(
             doc["summary"],

@@ -6,6 +6,7 @@
 //! collect every error in one run and suggest the key the user meant.
 
 pub mod diagnostics;
+pub mod format;
 pub mod parse;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,26 @@ pub struct ConfigFile {
     /// The instances, keyed by domain.
     #[serde(default)]
     pub instances: BTreeMap<String, InstanceConfig>,
+    /// When true, apps installed on an instance but not declared for it are uninstalled (default
+    /// false: they are reported and left alone). Also settable in `[defaults]` and per instance.
+    #[serde(default)]
+    pub apps_prune: Option<bool>,
+    /// Apps registries by context name, each a list of URLs tried in order (cozy-stack's
+    /// `registries`). An instance uses the list of its `context`, else `default`.
+    #[serde(default)]
+    pub registries: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// `[instances."<domain>".app.<slug>]` or `.konnector.<slug>`: where an app comes from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// `registry://<slug>[/<channel>[/<version>]]` (default `registry://<slug>/stable`),
+    /// `file:///abs/dir` or `file://./dir` (relative to the config file; a folder holding
+    /// manifest.webapp or manifest.konnector), or `http(s)://…tar.gz[#<sha256>]`.
+    pub source: Option<String>,
+    /// Pins a registry source to this version; without it, the channel's latest.
+    pub version: Option<String>,
 }
 
 /// `[couchdb]`
@@ -106,6 +127,11 @@ pub struct InstanceDefaults {
     pub blocking_reason: Option<String>,
     /// Any plan that would destroy the instance fails.
     pub prevent_destroy: Option<bool>,
+    /// Webapps of every instance that does not set `apps`: bare slugs, installed from
+    /// `registry://<slug>/stable`.
+    pub apps: Option<Vec<String>>,
+    /// Uninstall the apps that are not declared (default false).
+    pub apps_prune: Option<bool>,
 }
 
 /// Whether an instance must exist.
@@ -137,6 +163,18 @@ pub struct InstanceConfig {
     pub blocked: Option<bool>,
     pub blocking_reason: Option<String>,
     pub prevent_destroy: Option<bool>,
+    /// Webapps (bare slugs) of this instance; replaces `[defaults] apps`.
+    pub apps: Option<Vec<String>>,
+    /// Webapps added to the default list.
+    pub apps_add: Option<Vec<String>>,
+    /// Webapps removed from the default list.
+    pub apps_remove: Option<Vec<String>>,
+    /// Uninstall the apps that are not declared (default false).
+    pub apps_prune: Option<bool>,
+    /// Webapps with a source or a pinned version, by slug; each is also declared.
+    pub app: Option<BTreeMap<String, AppConfig>>,
+    /// Konnectors by slug.
+    pub konnector: Option<BTreeMap<String, AppConfig>>,
     /// Index of the `[[couchdb.clusters]]` entry holding the instance's databases. On creation,
     /// the instance goes there (the cluster must have `instance_creation = true`); when absent, the
     /// least-loaded cluster with `instance_creation = true` is chosen. An existing instance is never
@@ -145,7 +183,17 @@ pub struct InstanceConfig {
 }
 
 /// Keys of the top-level table, in canonical order.
-pub const TOP_KEYS: &[&str] = &["prune", "couchdb", "storage", "defaults", "instances"];
+pub const TOP_KEYS: &[&str] = &[
+    "prune",
+    "apps_prune",
+    "couchdb",
+    "storage",
+    "registries",
+    "defaults",
+    "instances",
+];
+/// Keys of `app.<slug>` and `konnector.<slug>` tables.
+pub const APP_KEYS: &[&str] = &["source", "version"];
 pub const COUCHDB_KEYS: &[&str] = &["url", "clusters"];
 pub const CLUSTER_KEYS: &[&str] = &["url", "instance_creation"];
 pub const STORAGE_KEYS: &[&str] = &["fs_root"];
@@ -165,6 +213,12 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "apps",
+    "apps_add",
+    "apps_remove",
+    "apps_prune",
+    "app",
+    "konnector",
     "couch_cluster",
 ];
 /// Keys of `[defaults]`.
@@ -180,6 +234,8 @@ pub const DEFAULT_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "apps",
+    "apps_prune",
 ];
 /// Instance keys stored in the settings doc rather than the instance doc.
 pub const SETTINGS_DOC_KEYS: &[&str] = &["email", "public_name", "phone", "tz"];
@@ -234,5 +290,6 @@ mod tests {
         assert_eq!(props(&schema, Some("CouchdbConfig")), sorted(COUCHDB_KEYS));
         assert_eq!(props(&schema, Some("StorageConfig")), sorted(STORAGE_KEYS));
         assert_eq!(props(&schema, Some("ClusterConfig")), sorted(CLUSTER_KEYS));
+        assert_eq!(props(&schema, Some("AppConfig")), sorted(APP_KEYS));
     }
 }
