@@ -105,9 +105,7 @@ pub fn place(desired: &Desired, actual: &Actual, plan: &mut Plan) {
             *l += 1;
         }
     }
-    if configured
-        && let Some(w) = desired.instances.values().find(|w| w.apps.is_some())
-    {
+    if configured && let Some(w) = desired.instances.values().find(|w| w.apps.is_some()) {
         // Apps are read and installed through the main store only (src/apps); until they go
         // through `Stores::for_instance`, mixing them with clusters would write to the wrong server.
         plan.errors.push(format!(

@@ -268,7 +268,16 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
     crate::progress::timing("plan command (rendered)", started);
     refuse_plan_errors(&p)?;
     if let Some(out) = &args.out {
-        saved::save(cli, args, &loaded.desired, store.as_ref().map(|s| &s.main), &actual, &p, out).await?;
+        saved::save(
+            cli,
+            args,
+            &loaded.desired,
+            store.as_ref().map(|s| &s.main),
+            &actual,
+            &p,
+            out,
+        )
+        .await?;
     }
     Ok(if args.detailed_exitcode && p.has_changes() {
         2
