@@ -85,7 +85,18 @@ pub fn log_line(line: &str) {
 pub fn timing(phase: &str, since: std::time::Instant) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("COZYFORM_TIMINGS").is_some()) {
-        log_line(&format!("timing: {phase} {:?}", since.elapsed()));
+        // On Linux, the resident memory now and at its peak so far, to see which phase costs it.
+        let mem = std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .filter(|l| l.starts_with("VmRSS:") || l.starts_with("VmHWM:"))
+                    .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                    .collect::<Vec<_>>()
+                    .join(" kB, ")
+                    + " kB"
+            })
+            .unwrap_or_default();
+        log_line(&format!("timing: {phase} {:?} ({mem})", since.elapsed()));
     }
 }
 

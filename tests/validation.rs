@@ -199,7 +199,7 @@ fn unknown_keys_in_every_table() {
                 7,
                 1,
                 "unknown key \"colour\" in instance \"a.example.com\"",
-                "the keys allowed here are: state, locale, email, public_name, phone, tz, context, disk_quota, domain_aliases, uuid, settings, blocked, blocking_reason, prevent_destroy, apps, apps_add, apps_remove, apps_prune, app, konnector",
+                "the keys allowed here are: state, locale, email, public_name, phone, tz, context, disk_quota, domain_aliases, uuid, settings, blocked, blocking_reason, prevent_destroy, apps, apps_add, apps_remove, apps_prune, app, konnector, couch_cluster",
             ),
         ],
     );
