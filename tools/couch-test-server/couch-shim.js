@@ -179,20 +179,36 @@ function isAdmin(req) {
 // (160,000 databases) fits in memory; such a database is opened, empty, when first used.
 const registeredDbs = new Set();
 let allDbsGeneration = 0;
+let cached = null;
+let cachedGen = -1;
 
 function invalidateAllDbs() {
   allDbsGeneration += 1;
 }
 
+// A database created (or deleted) through PUT (DELETE) /db updates the cached list in place, so
+// that a fleet being created does not rebuild and re-sort the whole list at each request.
+function addDbName(name) {
+  allDbsGeneration += 1;
+  if (cached) {
+    const i = lowerBound(cached, name);
+    if (cached[i] !== name) cached.splice(i, 0, name);
+    cachedGen = allDbsGeneration;
+  }
+}
+
+function removeDbName(name) {
+  allDbsGeneration += 1;
+  if (cached) {
+    const i = lowerBound(cached, name);
+    if (cached[i] === name) cached.splice(i, 1);
+    cachedGen = allDbsGeneration;
+  }
+}
+
 function cacheAllDbs(P) {
   if (!P || P.__shimAllDbsCached) return;
   const orig = P.allDbs.bind(P);
-  let cached = null;
-  let cachedGen = -1;
-  if (typeof P.on === 'function') {
-    P.on('created', invalidateAllDbs);
-    P.on('destroyed', invalidateAllDbs);
-  }
   P.allDbs = function (cb) {
     const gen = allDbsGeneration;
     const p = cached && cachedGen === gen
@@ -439,7 +455,7 @@ function installShimRoutes(app) {
       });
     }
     deletedCountCache.delete(name);
-    res.on('finish', invalidateAllDbs);
+    res.on('finish', () => (res.statusCode === 201 ? addDbName(name) : invalidateAllDbs()));
     next();
   });
 
@@ -454,7 +470,8 @@ function installShimRoutes(app) {
       deletedCountCache.delete(name);
       res.on('finish', () => {
         registeredDbs.delete(name);
-        invalidateAllDbs();
+        if (res.statusCode < 300) removeDbName(name);
+        else invalidateAllDbs();
       });
       next();
     } catch (err) {
