@@ -19,8 +19,9 @@ use crate::actual::Finding;
 use crate::apply::{ApplyReport, InstanceOutcome};
 use crate::plan::{self, Plan};
 
-/// The version of the JSON documents' format. Minor versions only add fields.
-pub const FORMAT_VERSION: &str = "1.0";
+/// The version of the JSON documents' format. Minor versions only add fields (1.1: `renamed_from`
+/// and `dir_renames` on each plan instance).
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// The compatibility rule, as stated in the schemas.
 pub const COMPATIBILITY: &str =
@@ -43,7 +44,7 @@ fn require_all(schema: &mut schemars::Schema) {
     description = "The plan printed by `cozyform plan --json` (and under `plan` by `cozyform apply --json`). Changes within a major format_version (1.x) only add fields; consumers must ignore unknown keys. A plan holds no secret."
 )]
 pub struct PlanDocument {
-    /// The format of this document, "1.0". Changes within a major version only add fields;
+    /// The format of this document, "1.1". Changes within a major version only add fields;
     /// consumers must ignore unknown keys.
     pub format_version: String,
     /// The version of cozyform that produced it.
@@ -122,6 +123,25 @@ pub struct PlanInstance {
     pub changes: Vec<PlanChange>,
     /// Missing parts to (re)create.
     pub repairs: Vec<PlanRepair>,
+    /// For a rename (`renamed_from`, format 1.1): the domain the instance has before apply; `domain`
+    /// is the one it has after. Null otherwise.
+    #[serde(default)]
+    pub renamed_from: Option<String>,
+    /// Default directories renamed with a locale change (`rename_default_dirs`, format 1.1).
+    #[serde(default)]
+    pub dir_renames: Vec<PlanDirRename>,
+}
+
+/// A default directory renamed with a locale change: the directory doc's `name` and `path`, the
+/// `path` of every descendant directory, and the folder on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanDirRename {
+    /// `administrative` or `photos`.
+    pub kind: String,
+    /// The path before, e.g. `/Administrative`.
+    pub from: String,
+    /// The path after, e.g. `/Administratif`.
+    pub to: String,
 }
 
 /// Which document a change is on.
@@ -261,6 +281,16 @@ impl PlanDocument {
                     reason: i.reason.clone(),
                     changes: i.changes.iter().map(PlanChange::from).collect(),
                     repairs: i.repairs.iter().map(PlanRepair::from).collect(),
+                    renamed_from: i.rename.as_ref().map(|r| r.from.clone()),
+                    dir_renames: i
+                        .dir_renames
+                        .iter()
+                        .map(|r| PlanDirRename {
+                            kind: r.kind.clone(),
+                            from: r.from.clone(),
+                            to: r.to.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
         }
@@ -274,7 +304,7 @@ impl PlanDocument {
     description = "The result printed by `cozyform apply --auto-approve --json`. Changes within a major format_version (1.x) only add fields; consumers must ignore unknown keys. The only secret it holds is the registration link of each created instance."
 )]
 pub struct ApplyDocument {
-    /// The format of this document, "1.0".
+    /// The format of this document, "1.1".
     pub format_version: String,
     /// The version of cozyform that produced it.
     pub cozyform_version: String,
@@ -423,7 +453,7 @@ mod tests {
     #[test]
     fn plan_document_has_the_contract_fields() {
         let doc = serde_json::to_value(PlanDocument::new(&sample())).unwrap();
-        assert_eq!(doc["format_version"], "1.0");
+        assert_eq!(doc["format_version"], "1.1");
         assert_eq!(doc["cozyform_version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(
             doc["summary"],

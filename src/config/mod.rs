@@ -90,6 +90,9 @@ pub struct InstanceDefaults {
     pub blocking_reason: Option<String>,
     /// Any plan that would destroy the instance fails.
     pub prevent_destroy: Option<bool>,
+    /// When the locale changes, also rename the default directories (Administrative, Photos) from
+    /// the old locale's name to the new one, if they still have the old default name. Default false.
+    pub rename_default_dirs: Option<bool>,
 }
 
 /// Whether an instance must exist.
@@ -121,6 +124,11 @@ pub struct InstanceConfig {
     pub blocked: Option<bool>,
     pub blocking_reason: Option<String>,
     pub prevent_destroy: Option<bool>,
+    /// The domain this instance had: apply renames that instance (keeping its databases, moving its
+    /// folder, setting `old_domain` so cozy-stack redirects the old domain with a 308) instead of
+    /// destroying one instance and creating another. A no-op once done; it may stay in the file.
+    pub renamed_from: Option<String>,
+    pub rename_default_dirs: Option<bool>,
 }
 
 /// Keys of the top-level table, in canonical order.
@@ -143,6 +151,8 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "renamed_from",
+    "rename_default_dirs",
 ];
 /// Keys of `[defaults]`.
 pub const DEFAULT_KEYS: &[&str] = &[
@@ -157,6 +167,7 @@ pub const DEFAULT_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "rename_default_dirs",
 ];
 /// Instance keys stored in the settings doc rather than the instance doc.
 pub const SETTINGS_DOC_KEYS: &[&str] = &["email", "public_name", "phone", "tz"];
