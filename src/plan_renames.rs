@@ -63,8 +63,12 @@ pub fn add_read_options(desired: &Desired, opts: &mut ReadOptions) {
         if w.state != InstanceState::Present {
             continue;
         }
-        if w.renamed_from.is_some() {
+        if let Some(old) = &w.renamed_from {
             opts.probe_folders.insert(w.domain.clone());
+            // Until the rename is done, the instance (and its settings doc) is under the old domain.
+            if !w.settings.is_empty() {
+                opts.settings_for.insert(old.clone());
+            }
         }
         if w.rename_default_dirs
             && let Some(l) = &w.locale
