@@ -342,10 +342,17 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
 
 /// The default directories of `inst` that have different names in its current locale and in
 /// `new_locale`: the doc at the old name, and whether the new name is taken.
-pub async fn read_default_dirs(store: &Store, inst: &ActualInstance, new_locale: &str) -> StoreResult<Vec<DefaultDirObs>> {
+pub async fn read_default_dirs(
+    store: &Store,
+    inst: &ActualInstance,
+    new_locale: &str,
+) -> StoreResult<Vec<DefaultDirObs>> {
     use crate::store::PathSelector;
     let old_locale = inst.doc.get("locale").and_then(Value::as_str).unwrap_or("");
-    let (old, new) = (layout::default_dir_names(old_locale), layout::default_dir_names(new_locale));
+    let (old, new) = (
+        layout::default_dir_names(old_locale),
+        layout::default_dir_names(new_locale),
+    );
     let files_db = layout::db_name(&inst.db_prefix, layout::FILES);
     let mut out = Vec::new();
     for (kind, from, to) in [

@@ -78,11 +78,7 @@ fn rename_dir(from: &Path, to: &Path) -> Result<bool> {
     let (from_dir, from_link, from_exists) = stat(from);
     let (_, to_link, to_exists) = stat(to);
     if from_link || to_link {
-        bail!(
-            "refusing to move {} to {}: symbolic link",
-            from.display(),
-            to.display()
-        );
+        bail!("refusing to move {} to {}: symbolic link", from.display(), to.display());
     }
     match (from_exists, to_exists) {
         (false, _) => Ok(false),

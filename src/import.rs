@@ -135,7 +135,10 @@ fn instance_table(h: &ActualInstance, ov: &Overrides) -> (Table, Vec<String>) {
     }
     let aliases = h.aliases();
     if !aliases.is_empty() {
-        t.insert("domain_aliases", value(Array::from_iter(aliases.iter().map(String::as_str))));
+        t.insert(
+            "domain_aliases",
+            value(Array::from_iter(aliases.iter().map(String::as_str))),
+        );
     }
     if let Some(u) = string("uuid") {
         t.insert("uuid", value(u));
@@ -193,7 +196,12 @@ fn max_position(t: &Table) -> isize {
     m
 }
 
-fn build(existing: &DocumentMut, actual: &Actual, domains: &[String], ov: &BTreeMap<String, Overrides>) -> (DocumentMut, DocumentMut, BTreeMap<String, Vec<String>>) {
+fn build(
+    existing: &DocumentMut,
+    actual: &Actual,
+    domains: &[String],
+    ov: &BTreeMap<String, Overrides>,
+) -> (DocumentMut, DocumentMut, BTreeMap<String, Vec<String>>) {
     let by_domain = actual.by_domain();
     let mut doc = existing.clone();
     let mut alone = DocumentMut::new();
@@ -289,7 +297,11 @@ pub fn import(
                     )
                 })
                 .collect();
-            what.extend(ip.repairs.iter().map(|r| format!("repair {}", crate::render::describe_repair(r))));
+            what.extend(
+                ip.repairs
+                    .iter()
+                    .map(|r| format!("repair {}", crate::render::describe_repair(r))),
+            );
             warnings.push(format!(
                 "{d}: plan will not be empty for it (from [defaults] or an incomplete instance): {}",
                 what.join(", ")

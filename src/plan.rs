@@ -175,9 +175,18 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             holders.insert(a, inst);
         }
     }
+    // Renames (`renamed_from`) to carry out now; their old domains are planned under the new one.
+    let renames = crate::plan_renames::pending_renames(desired, actual, &mut out.errors);
+    let rename_sources = crate::plan_renames::sources(&renames);
+    let renamed_to: HashMap<&str, &str> = renames.iter().map(|(n, o)| (o.as_str(), n.as_str())).collect();
     // Whether an existing instance still holds `name` once the plan is applied.
     let still_holds = |inst: &ActualInstance, name: &str| -> bool {
-        match desired.instances.get(&inst.domain) {
+        let declared = desired.instances.get(&inst.domain).or_else(|| {
+            renamed_to
+                .get(inst.domain.as_str())
+                .and_then(|n| desired.instances.get(*n))
+        });
+        match declared {
             None => !desired.prune,
             Some(d) if d.state == InstanceState::Absent => false,
             Some(d) => {
@@ -190,10 +199,6 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         }
     };
 
-    // Renames (`renamed_from`) to carry out now; their old domains are planned under the new one.
-    let renames = crate::plan_renames::pending_renames(desired, actual, &mut out.errors);
-    let rename_sources = crate::plan_renames::sources(&renames);
-
     let mut domains: Vec<&str> = desired.instances.keys().map(String::as_str).collect();
     for inst in &actual.instances {
         if !desired.instances.contains_key(&inst.domain) {
@@ -204,7 +209,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     domains.dedup();
 
     for domain in domains {
-        if actual.ambiguous.contains(domain) || (rename_sources.contains(domain) && !desired.instances.contains_key(domain)) {
+        if actual.ambiguous.contains(domain)
+            || (rename_sources.contains(domain) && !desired.instances.contains_key(domain))
+        {
             continue;
         }
         let want = desired.instances.get(domain);
@@ -294,6 +301,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         out.instances.push(entry);
     }
 
+    crate::plan_renames::check_creates(&out.instances, actual, &mut out.errors);
     let creates = out.instances.iter().any(|i| i.action == Action::Create);
     if actual.global_db {
         out.global = actual.global_missing.clone();

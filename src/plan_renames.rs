@@ -157,6 +157,26 @@ pub fn pending_renames(desired: &Desired, actual: &Actual, errors: &mut Vec<Stri
     out
 }
 
+/// Creates that would collide with a renamed instance: a renamed instance keeps the prefix (and doc
+/// id) derived from its first domain, so that domain cannot be created again; cozy-stack would mix
+/// both instances' databases.
+pub fn check_creates(instances: &[InstancePlan], actual: &Actual, errors: &mut Vec<String>) {
+    for ip in instances.iter().filter(|i| i.action == Action::Create) {
+        let Some(spec) = &ip.create else { continue };
+        let id = layout::derived_id("instance", &ip.domain);
+        if let Some(h) = actual
+            .instances
+            .iter()
+            .find(|h| h.db_prefix == spec.prefix || h.id == id)
+        {
+            errors.push(format!(
+                "{}: cannot be created: the existing instance {:?} (renamed from it) keeps its database prefix {} and doc id; choose another domain, or destroy {:?} first",
+                ip.domain, h.domain, spec.prefix, h.domain
+            ));
+        }
+    }
+}
+
 /// The old domains of pending renames: they are planned under their new domain, not on their own.
 pub fn sources(pending: &BTreeMap<String, String>) -> HashSet<String> {
     pending.values().cloned().collect()
@@ -326,7 +346,10 @@ mod tests {
         let mut h = existing("new.example", json!({"old_domain": "old.example"}));
         h.db_prefix = layout::instance_prefix("old.example");
         h.doc.insert("prefix".into(), json!(h.db_prefix));
-        let p = plan(&desired(vec![renamed("new.example", "old.example")], false), &actual(vec![h]));
+        let p = plan(
+            &desired(vec![renamed("new.example", "old.example")], false),
+            &actual(vec![h]),
+        );
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         assert!(!p.has_changes(), "{p:#?}");
     }
@@ -335,15 +358,43 @@ mod tests {
     fn plan_refuses_a_rename_onto_an_existing_domain() {
         let p = plan(
             &desired(vec![renamed("new.example", "old.example")], false),
-            &actual(vec![existing("old.example", json!({})), existing("new.example", json!({}))]),
+            &actual(vec![
+                existing("old.example", json!({})),
+                existing("new.example", json!({})),
+            ]),
         );
         assert_eq!(p.errors.len(), 1);
         assert!(p.errors[0].contains("already exists"), "{:?}", p.errors);
     }
 
     #[test]
+    fn plan_refuses_to_create_the_domain_a_renamed_instance_came_from() {
+        let mut h = existing("new.example", json!({"old_domain": "old.example"}));
+        h.db_prefix = layout::instance_prefix("old.example");
+        h.id = layout::derived_id("instance", "old.example");
+        let p = plan(
+            &desired(
+                vec![
+                    renamed("new.example", "old.example"),
+                    DesiredInstance::new("old.example"),
+                ],
+                false,
+            ),
+            &actual(vec![h]),
+        );
+        assert!(
+            p.errors.iter().any(|e| e.contains("keeps its database prefix")),
+            "{:?}",
+            p.errors
+        );
+    }
+
+    #[test]
     fn plan_refuses_a_rename_of_nothing() {
-        let p = plan(&desired(vec![renamed("new.example", "old.example")], false), &actual(vec![]));
+        let p = plan(
+            &desired(vec![renamed("new.example", "old.example")], false),
+            &actual(vec![]),
+        );
         assert_eq!(p.errors.len(), 1);
         assert!(p.errors[0].contains("neither"), "{:?}", p.errors);
         assert!(p.instances.is_empty(), "nothing is created: {p:#?}");
@@ -365,7 +416,10 @@ mod tests {
         let mut h = existing("old.example", json!({}));
         h.doc.remove("prefix");
         h.db_prefix = "old.example".into();
-        let p = plan(&desired(vec![renamed("new.example", "old.example")], false), &actual(vec![h]));
+        let p = plan(
+            &desired(vec![renamed("new.example", "old.example")], false),
+            &actual(vec![h]),
+        );
         let c = p.instances[0].changes.iter().find(|c| c.key == "prefix").unwrap();
         assert_eq!(c.after, Some(json!("old.example")));
     }

@@ -42,7 +42,11 @@ pub fn render_markdown(plan: &Plan) -> String {
                         DocKind::Settings => format!("settings.{}", c.key),
                     })
                     .collect();
-                keys.extend(i.dir_renames.iter().map(|r| format!("directory {} => {}", r.from, r.to)));
+                keys.extend(
+                    i.dir_renames
+                        .iter()
+                        .map(|r| format!("directory {} => {}", r.from, r.to)),
+                );
                 keys.extend(i.repairs.iter().map(render::describe_repair));
                 match &i.rename {
                     Some(r) => format!("- **~ rename** `{}` => `{d}`: {}", r.from, keys.join(", ")),

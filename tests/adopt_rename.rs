@@ -55,7 +55,10 @@ fn instance_docs(ws: &Workspace) -> Vec<Value> {
 }
 
 fn instance_doc(ws: &Workspace, domain: &str) -> Option<Value> {
-    let mut v: Vec<Value> = instance_docs(ws).into_iter().filter(|d| d["domain"] == domain).collect();
+    let mut v: Vec<Value> = instance_docs(ws)
+        .into_iter()
+        .filter(|d| d["domain"] == domain)
+        .collect();
     assert!(v.len() <= 1);
     v.pop()
 }
@@ -117,7 +120,9 @@ fn write_stack_instance(ws: &Workspace, domain: &str, extra: Value, settings: Va
 }
 
 fn rand_id(domain: &str) -> u128 {
-    domain.bytes().fold(7u128, |a, b| a.wrapping_mul(131).wrapping_add(b as u128))
+    domain
+        .bytes()
+        .fold(7u128, |a, b| a.wrapping_mul(131).wrapping_add(b as u128))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,13 +174,24 @@ fn import_then_plan_is_empty(b: Backend) {
 
     let (code, out, err) = run(&ws, &["import", "--all"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    for d in ["alice.example.com", "bob.example.com", "carol.example.com", "dave.example.com:8080"] {
+    for d in [
+        "alice.example.com",
+        "bob.example.com",
+        "carol.example.com",
+        "dave.example.com:8080",
+    ] {
         assert!(out.contains(&format!("[instances.\"{d}\"]")), "{d} missing:\n{out}");
     }
     assert!(out.contains("disk_quota = \"5GiB\""), "{out}");
     assert!(out.contains("disk_quota = 0"), "defaults countered:\n{out}");
-    assert!(out.contains("auth_mode = 1") && out.contains("old_domain"), "unmanaged fields as comments:\n{out}");
-    assert!(err.contains("flags") && err.contains("LOGIN_FAILED"), "undeclarable data warned:\n{err}");
+    assert!(
+        out.contains("auth_mode = 1") && out.contains("old_domain"),
+        "unmanaged fields as comments:\n{out}"
+    );
+    assert!(
+        err.contains("flags") && err.contains("LOGIN_FAILED"),
+        "undeclarable data warned:\n{err}"
+    );
     // No secret anywhere: neither the values written directly nor those cozyform generated.
     let alice = instance_doc(&ws, "alice.example.com").unwrap();
     for secret in [
@@ -186,17 +202,31 @@ fn import_then_plan_is_empty(b: Backend) {
     ] {
         assert!(!out.contains(secret) && !err.contains(secret), "a secret was printed");
     }
-    assert_eq!(std::fs::read_to_string(ws.config_path()).unwrap(), before, "print mode writes nothing");
+    assert_eq!(
+        std::fs::read_to_string(ws.config_path()).unwrap(),
+        before,
+        "print mode writes nothing"
+    );
 
     let (code, out, err) = run(&ws, &["import", "--all", "--write"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let after = std::fs::read_to_string(ws.config_path()).unwrap();
-    assert!(after.starts_with(&before), "the existing file, comments included, is kept:\n{after}");
+    assert!(
+        after.starts_with(&before),
+        "the existing file, comments included, is kept:\n{after}"
+    );
     ws.assert_no_changes();
     let (code, out, _) = run(&ws, &["plan", "--json"]);
     assert_eq!(code, 0);
     let doc = assert_valid_plan_json(&out);
-    assert!(doc["instances"].as_array().unwrap().iter().all(|i| i["action"] == "no-op"), "{out}");
+    assert!(
+        doc["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["action"] == "no-op"),
+        "{out}"
+    );
 
     // Importing a declared instance is refused, and --all finds nothing more.
     let (code, _, err) = run(&ws, &["import", "--domain", "bob.example.com", "--write"]);
@@ -215,7 +245,12 @@ fn import_one_domain_then_show() {
     let ws = Workspace::new(Backend::Couch);
     ws.write_config("", &inst("alice.example.com", FULL));
     ws.apply_ok();
-    write_stack_instance(&ws, "carol.example.com", json!({"context": "pro"}), json!({"email": "c@x"}));
+    write_stack_instance(
+        &ws,
+        "carol.example.com",
+        json!({"context": "pro"}),
+        json!({"email": "c@x"}),
+    );
     ws.write_config("", &inst("alice.example.com", FULL));
     let (code, out, err) = run(&ws, &["import", "--domain", "Carol.Example.com", "--write"]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -266,7 +301,10 @@ fn rename_moves_the_folder_keeps_the_prefix_and_is_a_no_op_afterwards(b: Backend
     // Renamed, with another change in the same plan; prune = true must not destroy anything.
     ws.write_config(
         "prune = true",
-        &inst(new, &format!("renamed_from = \"{old}\"\nlocale = \"en\"\nemail = \"b@example.com\"")),
+        &inst(
+            new,
+            &format!("renamed_from = \"{old}\"\nlocale = \"en\"\nemail = \"b@example.com\""),
+        ),
     );
     let (code, out, err) = ws.plan();
     assert_eq!(code, 2, "{out}\n{err}");
@@ -277,7 +315,10 @@ fn rename_moves_the_folder_keeps_the_prefix_and_is_a_no_op_afterwards(b: Backend
     let (_, json_out, _) = run(&ws, &["plan", "--json"]);
     let doc = assert_valid_plan_json(&json_out);
     let i = &doc["instances"][0];
-    assert_eq!((i["domain"].as_str(), i["renamed_from"].as_str()), (Some(new), Some(old)));
+    assert_eq!(
+        (i["domain"].as_str(), i["renamed_from"].as_str()),
+        (Some(new), Some(old))
+    );
     let (_, md, _) = run(&ws, &["plan", "--markdown"]);
     assert!(md.contains(&format!("`{old}` => `{new}`")), "{md}");
 
@@ -285,14 +326,21 @@ fn rename_moves_the_folder_keeps_the_prefix_and_is_a_no_op_afterwards(b: Backend
     let d = instance_doc(&ws, new).expect("renamed doc");
     assert_eq!(d["_id"], id, "same doc");
     assert_eq!(d["old_domain"], old);
-    assert_eq!(d["prefix"], instance_prefix(old), "the prefix stays, so the databases do");
+    assert_eq!(
+        d["prefix"],
+        instance_prefix(old),
+        "the prefix stays, so the databases do"
+    );
     assert!(instance_doc(&ws, old).is_none());
     let p = instance_prefix(old);
     let dbs = block_on(ws.store().all_dbs(&format!("{p}/"), &format!("{p}0"))).unwrap();
     assert_eq!(dbs.len(), layout::INSTANCE_DOCTYPES.len());
-    let settings = block_on(ws.store().get_doc(&db_name(&p, layout::SETTINGS), layout::SETTINGS_DOC_ID))
-        .unwrap()
-        .unwrap();
+    let settings = block_on(
+        ws.store()
+            .get_doc(&db_name(&p, layout::SETTINGS), layout::SETTINGS_DOC_ID),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(settings["email"], "b@example.com");
     assert!(!folder(&ws, old).exists());
     assert_eq!(std::fs::read(folder(&ws, new).join("Photos/cat.jpg")).unwrap(), b"meow");
@@ -300,10 +348,7 @@ fn rename_moves_the_folder_keeps_the_prefix_and_is_a_no_op_afterwards(b: Backend
     ws.assert_no_changes();
 
     // Refused: renaming onto a domain that exists.
-    ws.write_config(
-        "",
-        &format!("{}{}", inst(new, ""), inst("other.example.com", "")),
-    );
+    ws.write_config("", &format!("{}{}", inst(new, ""), inst("other.example.com", "")));
     ws.apply_ok();
     ws.write_config("", &inst(new, "renamed_from = \"other.example.com\""));
     let (code, out, err) = ws.plan();
@@ -351,7 +396,11 @@ fn rename_of_nothing_and_renamed_from_validation() {
     assert_eq!(d["column"], 16, "{d}");
     ws.write_config(
         "",
-        &format!("{}{}", inst("b.example", "renamed_from = \"a.example\""), inst("a.example", "")),
+        &format!(
+            "{}{}",
+            inst("b.example", "renamed_from = \"a.example\""),
+            inst("a.example", "")
+        ),
     );
     let (code, _, err) = ws.plan();
     assert_eq!(code, 1);
@@ -399,7 +448,10 @@ fn locale_change_renames_default_dirs_and_descendants(b: Backend) {
     let (code, out, err) = ws.plan();
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(out.contains("~ locale: \"en\" -> \"fr\""), "{out}");
-    assert!(out.contains("~ directory \"/Administrative\" => \"/Administratif\""), "{out}");
+    assert!(
+        out.contains("~ directory \"/Administrative\" => \"/Administratif\""),
+        "{out}"
+    );
     assert!(!out.contains("Photos\" =>"), "Photos is Photos in both locales:\n{out}");
     let (_, json_out, _) = run(&ws, &["plan", "--json"]);
     let doc = assert_valid_plan_json(&json_out);
@@ -411,14 +463,24 @@ fn locale_change_renames_default_dirs_and_descendants(b: Backend) {
 
     let get = |id: &str| block_on(store.get_doc(&files, id)).unwrap().unwrap();
     let a = get(&admin_id);
-    assert_eq!((a["name"].as_str(), a["path"].as_str()), (Some("Administratif"), Some("/Administratif")));
+    assert_eq!(
+        (a["name"].as_str(), a["path"].as_str()),
+        (Some("Administratif"), Some("/Administratif"))
+    );
     assert_ne!(a["updated_at"], admin["updated_at"]);
     assert_eq!(get("d-taxes")["path"], "/Administratif/Taxes");
     assert_eq!(get("d-2025")["path"], "/Administratif/Taxes/2025");
     assert_eq!(get("d-2025")["name"], "2025");
-    assert_eq!(get("d-other")["path"], "/AdministrativeX", "a sibling sharing the prefix is untouched");
+    assert_eq!(
+        get("d-other")["path"],
+        "/AdministrativeX",
+        "a sibling sharing the prefix is untouched"
+    );
     assert!(get("f-1").get("path").is_none(), "files have no path");
-    assert_eq!(std::fs::read(inst_dir.join("Administratif/Taxes/2025/bill.pdf")).unwrap(), b"pdf");
+    assert_eq!(
+        std::fs::read(inst_dir.join("Administratif/Taxes/2025/bill.pdf")).unwrap(),
+        b"pdf"
+    );
     assert!(!inst_dir.join("Administrative").exists());
     assert!(inst_dir.join("AdministrativeX").is_dir());
     assert_eq!(instance_doc(&ws, d).unwrap()["locale"], "fr");

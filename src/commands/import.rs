@@ -22,14 +22,23 @@ fn base_dir(path: &Path) -> PathBuf {
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
     };
-    let parent = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let parent = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
     crate::config::parse::normalize_path(&parent)
 }
 
 /// Replaces `path` by `text` atomically, failing if its content is no longer `expected`.
 fn write_atomically(path: &Path, expected: &str, text: &str) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.cozyform-import-{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
         let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
@@ -44,7 +53,10 @@ fn write_atomically(path: &Path, expected: &str, text: &str) -> Result<()> {
         std::fs::set_permissions(&tmp, meta.permissions()).with_context(|| format!("chmod {}", tmp.display()))?;
         let now = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         if now != expected {
-            anyhow::bail!("{} changed while cozyform was importing; nothing was written", path.display());
+            anyhow::bail!(
+                "{} changed while cozyform was importing; nothing was written",
+                path.display()
+            );
         }
         std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
         std::fs::File::open(dir)
@@ -96,7 +108,10 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
             .filter(|d| !declared.contains(d.as_str()))
             .collect();
         if skipped > 0 && !cli.quiet {
-            eprintln!("{skipped} existing instance(s) already declared in {}: skipped.", cli.config.display());
+            eprintln!(
+                "{skipped} existing instance(s) already declared in {}: skipped.",
+                cli.config.display()
+            );
         }
     } else {
         for raw in &args.domains {

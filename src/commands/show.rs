@@ -19,8 +19,12 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         Err(code) => return Ok(code),
     };
     let desired = &loaded.desired;
-    let wanted = validate_domain(&args.domain)
-        .map_err(|e| user_error(format!("invalid domain {:?}: {e}", args.domain), "give the instance's domain"))?;
+    let wanted = validate_domain(&args.domain).map_err(|e| {
+        user_error(
+            format!("invalid domain {:?}: {e}", args.domain),
+            "give the instance's domain",
+        )
+    })?;
     let Some(store) = open_store(desired, false, cli.verbose > 0).await? else {
         return Err(user_error(
             format!("no instance {wanted}: the embedded store does not exist yet"),
@@ -87,7 +91,11 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         .collect();
     let other: Vec<&String> = inst.databases.iter().filter(|d| !known.contains(d)).collect();
 
-    let locale = inst.doc.get("locale").and_then(Value::as_str).unwrap_or(layout::DEFAULT_LOCALE);
+    let locale = inst
+        .doc
+        .get("locale")
+        .and_then(Value::as_str)
+        .unwrap_or(layout::DEFAULT_LOCALE);
     let names = layout::default_dir_names(locale);
     let files_db = layout::db_name(&inst.db_prefix, layout::FILES);
     let mut default_dirs = Vec::new();
@@ -228,7 +236,11 @@ fn render_text(d: &Value) -> String {
             "  default directory {}: doc {}, folder {}\n",
             dd["path"].as_str().unwrap_or(""),
             if dd["doc_id"].is_null() { "missing" } else { "present" },
-            if dd["folder"] == json!(true) { "present" } else { "missing" },
+            if dd["folder"] == json!(true) {
+                "present"
+            } else {
+                "missing"
+            },
         ));
     }
     if !d["deep"].is_null() {

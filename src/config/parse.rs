@@ -300,7 +300,10 @@ pub fn load_str(
                     Err(e) => w.err(
                         span,
                         format!("invalid renamed_from {raw:?} of {what}: {e}"),
-                        Some("renamed_from is the domain the instance had, e.g. renamed_from = \"old.example.com\"".into()),
+                        Some(
+                            "renamed_from is the domain the instance had, e.g. renamed_from = \"old.example.com\""
+                                .into(),
+                        ),
                     ),
                     Ok(old) if old == domain => w.err(
                         span,

@@ -443,11 +443,7 @@ impl CouchStore {
         if !status.is_success() {
             return Err(self.http_error(&Method::POST, &path, status, &resp));
         }
-        Ok(resp
-            .get("docs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
+        Ok(resp.get("docs").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 
     pub async fn list_indexes(&self, db: &str) -> StoreResult<Vec<Value>> {
