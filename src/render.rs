@@ -333,6 +333,27 @@ mod tests {
     }
 
     #[test]
+    fn human_rename_snapshot() {
+        use crate::actual::DefaultDirObs;
+        let mut d = DesiredInstance::new("new.example.com");
+        d.renamed_from = Some("old.example.com".into());
+        d.locale = Some("fr".into());
+        d.rename_default_dirs = true;
+        let mut a = actual(vec![existing("old.example.com", json!({"locale": "en"}))]);
+        a.default_dirs.insert(
+            "old.example.com".into(),
+            vec![DefaultDirObs {
+                kind: "administrative".into(),
+                from_path: "/Administrative".into(),
+                to_path: "/Administratif".into(),
+                id: Some("d1".into()),
+                target_taken: false,
+            }],
+        );
+        insta::assert_snapshot!(render_plan(&plan(&desired(vec![d], false), &a), Style::new(false)));
+    }
+
+    #[test]
     fn color_is_only_added_when_asked() {
         let p = sample_plan();
         assert!(!render_plan(&p, Style::new(false)).contains('\x1b'));

@@ -492,3 +492,40 @@ fn locale_change_renames_default_dirs_and_descendants(b: Backend) {
     assert_eq!(code, 2);
     assert!(!out.contains("directory"), "{out}");
 }
+
+#[test]
+fn rename_with_a_locale_change_renames_the_default_dirs_in_the_moved_folder() {
+    let ws = Workspace::new(Backend::Couch);
+    ws.write_config("", &inst("a.example", "locale = \"en\"\nrename_default_dirs = true"));
+    ws.apply_ok();
+    ws.write_config(
+        "",
+        &inst(
+            "b.example",
+            "renamed_from = \"a.example\"\nlocale = \"fr\"\nrename_default_dirs = true",
+        ),
+    );
+    let (code, out, err) = ws.plan();
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(out.contains("~ a.example => b.example (renamed)"), "{out}");
+    assert!(
+        out.contains("~ directory \"/Administrative\" => \"/Administratif\""),
+        "{out}"
+    );
+    ws.apply_ok();
+    let d = instance_doc(&ws, "b.example").unwrap();
+    assert_eq!(
+        (d["locale"].as_str(), d["old_domain"].as_str()),
+        (Some("fr"), Some("a.example"))
+    );
+    assert!(folder(&ws, "b.example").join("Administratif").is_dir());
+    assert!(!folder(&ws, "b.example").join("Administrative").exists());
+    let files = db_name(&instance_prefix("a.example"), layout::FILES);
+    let found = block_on(
+        ws.store()
+            .find_by_path(&files, cozyform::store::PathSelector::Eq("/Administratif")),
+    )
+    .unwrap();
+    assert_eq!(found.len(), 1);
+    ws.assert_no_changes();
+}
