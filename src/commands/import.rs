@@ -157,6 +157,21 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
             "check the domain; plan lists the existing instances the file does not declare as unmanaged",
         ));
     }
+    // A doc whose domain is not in normal form cannot be declared under it (the config would
+    // normalize it to another instance).
+    domains.retain(|d| match validate_domain(d) {
+        Ok(n) if n == *d => true,
+        Ok(n) => {
+            eprintln!(
+                "warning: {d}: not imported: its domain is not normalized (cozy-stack would look it up as {n:?})"
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("warning: {d:?}: not imported: {e}");
+            false
+        }
+    });
     if domains.is_empty() {
         if !cli.quiet {
             eprintln!("Nothing to import: every existing instance is declared.");
