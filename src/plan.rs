@@ -131,6 +131,9 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// Reasons this plan must not be applied (e.g. `prevent_destroy`).
     pub errors: Vec<String>,
+    /// The `--target` patterns this plan is restricted to; empty for a whole plan.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 impl Plan {

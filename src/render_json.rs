@@ -19,8 +19,8 @@ use crate::actual::Finding;
 use crate::apply::{ApplyReport, InstanceOutcome};
 use crate::plan::{self, Plan};
 
-/// The version of the JSON documents' format. Minor versions only add fields (1.1: `renamed_from`
-/// and `dir_renames` on each plan instance).
+/// The version of the JSON documents' format. Minor versions only add fields (1.1: `targets` on
+/// the plan, `renamed_from` and `dir_renames` on each plan instance).
 pub const FORMAT_VERSION: &str = "1.1";
 
 /// The compatibility rule, as stated in the schemas.
@@ -62,6 +62,10 @@ pub struct PlanDocument {
     pub global: PlanGlobal,
     /// Every declared or existing instance, sorted by domain, including no-ops.
     pub instances: Vec<PlanInstance>,
+    /// The `--target` patterns the plan is restricted to (added in 1.1). When not empty, the plan
+    /// is partial: it covers only the matching instances. Absent from 1.0 documents.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 /// Instance counts by action.
@@ -293,6 +297,7 @@ impl PlanDocument {
                         .collect(),
                 })
                 .collect(),
+            targets: p.targets.clone(),
         }
     }
 }

@@ -29,45 +29,17 @@ fn base_dir(path: &Path) -> PathBuf {
     crate::config::parse::normalize_path(&parent)
 }
 
-/// Replaces `path` by `text` atomically, failing if its content is no longer `expected`.
+/// Replaces `path` by `text` atomically (temp file + rename), failing if its content is no longer
+/// `expected` (someone edited it while import read the instances).
 fn write_atomically(path: &Path, expected: &str, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.cozyform-import-{}.tmp", std::process::id()));
-    let result = (|| -> Result<()> {
-        let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::set_permissions(&tmp, meta.permissions()).with_context(|| format!("chmod {}", tmp.display()))?;
-        let now = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        if now != expected {
-            anyhow::bail!(
-                "{} changed while cozyform was importing; nothing was written",
-                path.display()
-            );
-        }
-        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("fsync {}", dir.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let now = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if now != expected {
+        anyhow::bail!(
+            "{} changed while cozyform was importing; nothing was written",
+            path.display()
+        );
     }
-    result
+    crate::atomic_file::write(path, text.as_bytes())
 }
 
 pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
