@@ -439,6 +439,18 @@ fn locale_change_renames_default_dirs_and_descendants(b: Backend) {
         ],
     ))
     .unwrap();
+    // More descendants than one page of the descendant query (256).
+    let many: Vec<Value> = (0..300)
+        .map(|n| {
+            dir(
+                &format!("d-many-{n:03}"),
+                &format!("{n:03}"),
+                "d-taxes",
+                &format!("/Administrative/Taxes/{n:03}"),
+            )
+        })
+        .collect();
+    block_on(store.bulk_docs(&files, &many)).unwrap();
     let inst_dir = folder(&ws, d);
     std::fs::create_dir_all(inst_dir.join("Administrative/Taxes/2025")).unwrap();
     std::fs::write(inst_dir.join("Administrative/Taxes/2025/bill.pdf"), b"pdf").unwrap();
@@ -471,6 +483,12 @@ fn locale_change_renames_default_dirs_and_descendants(b: Backend) {
     assert_eq!(get("d-taxes")["path"], "/Administratif/Taxes");
     assert_eq!(get("d-2025")["path"], "/Administratif/Taxes/2025");
     assert_eq!(get("d-2025")["name"], "2025");
+    for n in [0, 255, 256, 299] {
+        assert_eq!(
+            get(&format!("d-many-{n:03}"))["path"],
+            format!("/Administratif/Taxes/{n:03}")
+        );
+    }
     assert_eq!(
         get("d-other")["path"],
         "/AdministrativeX",
@@ -527,5 +545,32 @@ fn rename_with_a_locale_change_renames_the_default_dirs_in_the_moved_folder() {
     )
     .unwrap();
     assert_eq!(found.len(), 1);
+    ws.assert_no_changes();
+}
+
+#[test]
+fn default_dir_rename_stopped_after_the_disk_step_is_finished() {
+    let ws = Workspace::new(Backend::Couch);
+    ws.write_config("", &inst("a.example", "locale = \"en\"\nrename_default_dirs = true"));
+    ws.apply_ok();
+    // An apply that renamed the folder on disk, then died before updating the docs.
+    let dir = folder(&ws, "a.example");
+    std::fs::rename(dir.join("Administrative"), dir.join("Administratif")).unwrap();
+    ws.write_config("", &inst("a.example", "locale = \"fr\"\nrename_default_dirs = true"));
+    let (code, out, _) = ws.plan();
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("~ directory \"/Administrative\" => \"/Administratif\""),
+        "{out}"
+    );
+    ws.apply_ok();
+    let files = db_name(&instance_prefix("a.example"), layout::FILES);
+    let found = block_on(
+        ws.store()
+            .find_by_path(&files, cozyform::store::PathSelector::Eq("/Administratif")),
+    )
+    .unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(dir.join("Administratif").is_dir() && !dir.join("Administrative").exists());
     ws.assert_no_changes();
 }
