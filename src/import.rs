@@ -63,7 +63,7 @@ pub fn format_quota(bytes: u64) -> String {
         (1_000_000, "MB"),
     ];
     for (size, unit) in UNITS {
-        if bytes >= *size && bytes % size == 0 {
+        if bytes >= *size && bytes.is_multiple_of(*size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -206,15 +206,14 @@ fn build(
     let mut doc = existing.clone();
     let mut alone = DocumentMut::new();
     let mut notes = BTreeMap::new();
-    let mut pos = max_position(doc.as_table()) + 1;
-    for d in domains {
+    let first = max_position(doc.as_table()) + 1;
+    for (pos, d) in (first..).zip(domains) {
         let h = by_domain[d.as_str()];
         let (mut t, n) = instance_table(h, ov.get(d).unwrap_or(&Overrides::default()));
         let mut header = vec![format!("imported by cozyform from instance doc {}", h.id)];
         header.extend(n.iter().cloned());
         t.decor_mut().set_prefix(comment(&header));
         t.set_position(pos);
-        pos += 1;
         for target in [&mut doc, &mut alone] {
             let instances = target
                 .entry("instances")
