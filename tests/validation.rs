@@ -199,7 +199,7 @@ fn unknown_keys_in_every_table() {
                 7,
                 1,
                 "unknown key \"colour\" in instance \"a.example.com\"",
-                "the keys allowed here are: state, locale, email, public_name, phone, tz, context, disk_quota, domain_aliases, uuid, settings, blocked, blocking_reason, prevent_destroy, renamed_from, rename_default_dirs",
+                "the keys allowed here are: state, renamed_from, locale, email, public_name, phone, tz, context, disk_quota, domain_aliases, uuid, settings, blocked, blocking_reason, prevent_destroy, rename_default_dirs",
             ),
         ],
     );

@@ -110,6 +110,10 @@ pub enum StateConfig {
 pub struct InstanceConfig {
     /// `present` (default) or `absent`: destroy the instance if it exists.
     pub state: Option<StateConfig>,
+    /// The domain this instance had: apply renames that instance (keeping its databases, moving its
+    /// folder, setting `old_domain` so cozy-stack redirects the old domain with a 308) instead of
+    /// destroying one instance and creating another. A no-op once done; it may stay in the file.
+    pub renamed_from: Option<String>,
     pub locale: Option<String>,
     pub email: Option<String>,
     pub public_name: Option<String>,
@@ -125,10 +129,6 @@ pub struct InstanceConfig {
     pub blocked: Option<bool>,
     pub blocking_reason: Option<String>,
     pub prevent_destroy: Option<bool>,
-    /// The domain this instance had: apply renames that instance (keeping its databases, moving its
-    /// folder, setting `old_domain` so cozy-stack redirects the old domain with a 308) instead of
-    /// destroying one instance and creating another. A no-op once done; it may stay in the file.
-    pub renamed_from: Option<String>,
     pub rename_default_dirs: Option<bool>,
 }
 
@@ -139,6 +139,7 @@ pub const STORAGE_KEYS: &[&str] = &["fs_root"];
 /// Keys of an instance table, in canonical order.
 pub const INSTANCE_KEYS: &[&str] = &[
     "state",
+    "renamed_from",
     "locale",
     "email",
     "public_name",
@@ -152,7 +153,6 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
-    "renamed_from",
     "rename_default_dirs",
 ];
 /// Keys of `[defaults]`.
