@@ -170,6 +170,11 @@ fn import_then_plan_is_empty(b: Backend) {
     let header = "# Fleet of the team\nprune = false\n";
     let defaults = "# Quota of every instance unless said otherwise\n[defaults]\ndisk_quota = \"1GB\"\n";
     ws.write_config(header, defaults);
+    assert_eq!(
+        run(&ws, &["fmt"]).0,
+        0,
+        "canonical layout first, to check import keeps it"
+    );
     let before = std::fs::read_to_string(ws.config_path()).unwrap();
 
     let (code, out, err) = run(&ws, &["import", "--all"]);
@@ -216,6 +221,8 @@ fn import_then_plan_is_empty(b: Backend) {
         "the existing file, comments included, is kept:\n{after}"
     );
     ws.assert_no_changes();
+    let (code, out, err) = run(&ws, &["fmt", "--check"]);
+    assert_eq!(code, 0, "imported tables are in the canonical layout:\n{out}\n{err}");
     let (code, out, _) = run(&ws, &["plan", "--json"]);
     assert_eq!(code, 0);
     let doc = assert_valid_plan_json(&out);
