@@ -97,7 +97,8 @@ fn instance_table(h: &ActualInstance, ov: &Overrides) -> (Table, Vec<String>) {
                     Some(Value::String(v)) if !v.trim().is_empty() => {
                         t.insert(k, value(v.as_str()));
                     }
-                    Some(Value::String(_)) | None | Some(Value::Null) => {}
+                    Some(Value::String(_)) => notes.push(format!("settings doc key {k} is empty (not declarable)")),
+                    None | Some(Value::Null) => {}
                     Some(other) => notes.push(format!("settings doc key {k} = {} is not a string", short(other))),
                 }
             }
