@@ -127,6 +127,8 @@ pub struct Actual {
     pub ambiguous: BTreeSet<String>,
     /// `_rev` of each instance doc by id, and the database names seen, for saved-plan staleness.
     pub revs: BTreeMap<String, String>,
+    /// Installed apps and resolved app sources (read by [`crate::apps::gather`]).
+    pub apps: crate::apps::AppsActual,
     /// `_rev` of each settings doc read and present, by domain, for saved-plan staleness.
     pub settings_revs: BTreeMap<String, String>,
     /// The folders of [`ReadOptions::probe_folders`], by domain.

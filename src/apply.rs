@@ -82,11 +82,15 @@ pub struct InstanceOutcome {
 pub struct ApplyReport {
     pub global_error: Option<String>,
     pub outcomes: Vec<InstanceOutcome>,
+    /// What happened to each app change (see [`crate::apps::install`]).
+    pub apps: Vec<crate::apps::install::AppOutcome>,
 }
 
 impl ApplyReport {
     pub fn failed(&self) -> usize {
-        self.outcomes.iter().filter(|o| !o.ok).count() + usize::from(self.global_error.is_some())
+        self.outcomes.iter().filter(|o| !o.ok).count()
+            + usize::from(self.global_error.is_some())
+            + self.apps.iter().filter(|o| !o.ok).count()
     }
     pub fn count(&self, action: Action) -> usize {
         self.outcomes.iter().filter(|o| o.ok && o.action == action).count()

@@ -164,13 +164,18 @@ fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
 
 /// Reads the actual state and plans.
 async fn compute(desired: &Desired, store: Option<&Store>, args: &ReadArgs) -> Result<(Actual, Plan)> {
-    let actual = match store {
+    let mut actual = match store {
         Some(s) => actual::read_actual(s, &desired.fs_root, &read_options(desired, args)).await?,
         None => Actual::default(),
     };
+    crate::apps::gather(store, desired, &mut actual, args.parallelism as usize).await?;
     let mut p = plan::plan(desired, &actual);
     if let Some(t) = crate::targeting::Targets::parse(&args.target)? {
         t.restrict(&mut p, desired, &actual)?;
+        // The app changes, and the app source errors, of the targeted instances only.
+        p.apps = crate::apps::plan::plan_apps(desired, &actual, &p.instances, &mut p.errors);
+        let mut seen = std::collections::HashSet::new();
+        p.errors.retain(|e| seen.insert(e.clone()));
     }
     Ok((actual, p))
 }
@@ -355,7 +360,7 @@ async fn apply_locked(
     }
     // The global design docs are defined idempotently whatever the plan says; what the operator
     // approved is what happens to each instance.
-    if p.instances != shown.instances || p.errors != shown.errors {
+    if p.instances != shown.instances || p.errors != shown.errors || p.apps != shown.apps {
         return Ok(Locked::StateChanged);
     }
     // Before changing anything: every apply makes every saved plan stale, its own included.
@@ -373,7 +378,8 @@ async fn apply_locked(
             }
         }
     });
-    let report = apply::apply(store, desired, &p, &opts).await;
+    let mut report = apply::apply(store, desired, &p, &opts).await;
+    report.apps = crate::apps::install::apply_apps(store, &p, &opts, &report).await;
     watcher.abort();
     Ok(Locked::Applied(report))
 }
@@ -407,6 +413,7 @@ fn print_report(report: &ApplyReport, st: Style) {
             }
         }
     }
+    crate::apps::render::render_app_outcomes(&report.apps, st);
     let added = report.count(Action::Create);
     let changed = report.count(Action::Update) + report.count(Action::Repair);
     let destroyed = report.count(Action::Destroy);

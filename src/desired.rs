@@ -46,6 +46,8 @@ pub struct DesiredInstance {
     pub renamed_from: Option<String>,
     /// Rename the default directories when the locale changes.
     pub rename_default_dirs: bool,
+    /// The apps and konnectors it manages; `None`: its apps are neither read nor touched.
+    pub apps: Option<crate::apps::DesiredApps>,
 }
 
 impl DesiredInstance {
@@ -64,6 +66,7 @@ impl DesiredInstance {
             settings: BTreeMap::new(),
             renamed_from: None,
             rename_default_dirs: false,
+            apps: None,
         }
     }
 

@@ -266,6 +266,23 @@ pub fn import(
                     warnings.push(format!("{d}: {n}"));
                 }
             }
+            // Apps: an imported table declares none, but `[defaults] apps` would apply to it.
+            if let Some(apps) = p.apps.get(d) {
+                let acting: Vec<String> = apps
+                    .iter()
+                    .filter(|a| a.acts())
+                    .map(|a| format!("{:?} {}", a.op, a.slug).to_lowercase())
+                    .collect();
+                if !acting.is_empty() {
+                    warnings.push(format!(
+                        "{d}: plan will change its apps (from [defaults] apps): {}",
+                        acting.join(", ")
+                    ));
+                }
+            }
+            for e in p.errors.iter().filter(|e| e.starts_with(&format!("{d}:"))) {
+                warnings.push(e.clone());
+            }
             let Some(ip) = p.instances.iter().find(|i| &i.domain == d) else {
                 continue;
             };

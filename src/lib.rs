@@ -6,6 +6,7 @@
 pub mod actual;
 pub mod apply;
 pub mod apply_renames;
+pub mod apps;
 pub mod atomic_file;
 pub mod cli;
 pub mod commands;

@@ -131,6 +131,9 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// Reasons this plan must not be applied (e.g. `prevent_destroy`).
     pub errors: Vec<String>,
+    /// App changes of each instance that has some (see [`crate::apps::plan`]).
+    #[serde(default)]
+    pub apps: BTreeMap<String, Vec<crate::apps::plan::AppChange>>,
     /// The `--target` patterns this plan is restricted to; empty for a whole plan.
     #[serde(default)]
     pub targets: Vec<String>,
@@ -154,7 +157,10 @@ impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
         let s = self.summary();
-        s.add + s.change + s.destroy > 0 || !self.global.is_empty() || self.create_global_db
+        s.add + s.change + s.destroy > 0
+            || !self.global.is_empty()
+            || self.create_global_db
+            || self.apps.values().flatten().any(|c| c.acts())
     }
 }
 
@@ -315,6 +321,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             .chain(layout::global_indexes().map(|i| i.ddoc.to_string()))
             .collect();
     }
+    out.apps = crate::apps::plan::plan_apps(desired, actual, &out.instances, &mut out.errors);
     out
 }
 

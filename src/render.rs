@@ -218,6 +218,10 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
         if !unmanaged.is_empty() {
             out.push('\n');
         }
+        for (domain, apps) in &plan.apps {
+            crate::apps::render::render_apps_only(&mut out, domain, apps, st);
+            out.push('\n');
+        }
         writeln!(
             out,
             "{}No changes.{} Your instances match the configuration.",
@@ -239,7 +243,16 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
     }
     for i in &changed {
         render_instance(&mut out, i, st);
+        if let Some(apps) = plan.apps.get(&i.domain) {
+            crate::apps::render::render_app_changes(&mut out, apps, st);
+        }
         out.push('\n');
+    }
+    for i in plan.instances.iter().filter(|i| i.action == Action::NoOp) {
+        if let Some(apps) = plan.apps.get(&i.domain) {
+            crate::apps::render::render_apps_only(&mut out, &i.domain, apps, st);
+            out.push('\n');
+        }
     }
     for i in &unmanaged {
         render_instance(&mut out, i, st);
@@ -258,6 +271,19 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
         write!(out, " ({} unmanaged left alone.)", s.unmanaged).unwrap();
     }
     out.push('\n');
+    let a = crate::apps::plan::summary(&plan.apps);
+    if a.install + a.update + a.uninstall + a.unmanaged > 0 {
+        write!(
+            out,
+            "{}Apps:{} {} to install, {} to update, {} to uninstall.",
+            st.bold, st.reset, a.install, a.update, a.uninstall
+        )
+        .unwrap();
+        if a.unmanaged > 0 {
+            write!(out, " ({} not declared, left alone.)", a.unmanaged).unwrap();
+        }
+        out.push('\n');
+    }
     out
 }
 

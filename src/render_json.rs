@@ -62,6 +62,13 @@ pub struct PlanDocument {
     pub global: PlanGlobal,
     /// Every declared or existing instance, sorted by domain, including no-ops.
     pub instances: Vec<PlanInstance>,
+    /// App and konnector changes by kind (added in 1.1).
+    #[serde(default)]
+    pub app_summary: crate::apps::json::PlanAppSummary,
+    /// Every app change (and every installed app not declared), by domain then kind and slug (added
+    /// in 1.1).
+    #[serde(default)]
+    pub apps: Vec<crate::apps::json::PlanApp>,
     /// The `--target` patterns the plan is restricted to (added in 1.1). When not empty, the plan
     /// is partial: it covers only the matching instances. Absent from 1.0 documents.
     #[serde(default)]
@@ -297,6 +304,8 @@ impl PlanDocument {
                         .collect(),
                 })
                 .collect(),
+            app_summary: crate::apps::json::plan_app_summary(p),
+            apps: crate::apps::json::plan_apps(p),
             targets: p.targets.clone(),
         }
     }
@@ -333,6 +342,9 @@ pub struct ApplyResult {
     pub global_error: Option<String>,
     /// One entry per instance acted on (no-ops and unmanaged instances are not listed).
     pub instances: Vec<ApplyInstance>,
+    /// One entry per app change acted on (added in 1.1).
+    #[serde(default)]
+    pub apps: Vec<crate::apps::json::ApplyApp>,
 }
 
 /// Counts of what an apply did.
@@ -380,6 +392,7 @@ impl ApplyResult {
                 summary: ApplySummary::default(),
                 global_error: None,
                 instances: vec![],
+                apps: vec![],
             },
             Some(r) => ApplyResult {
                 ok: r.failed() == 0,
@@ -392,6 +405,7 @@ impl ApplyResult {
                 },
                 global_error: r.global_error.clone(),
                 instances: r.outcomes.iter().map(ApplyInstance::from).collect(),
+                apps: crate::apps::json::apply_apps(&r.apps),
             },
         }
     }

@@ -37,6 +37,26 @@ pub struct ConfigFile {
     /// The instances, keyed by domain.
     #[serde(default)]
     pub instances: BTreeMap<String, InstanceConfig>,
+    /// When true, apps installed on an instance but not declared for it are uninstalled (default
+    /// false: they are reported and left alone). Also settable in `[defaults]` and per instance.
+    #[serde(default)]
+    pub apps_prune: Option<bool>,
+    /// Apps registries by context name, each a list of URLs tried in order (cozy-stack's
+    /// `registries`). An instance uses the list of its `context`, else `default`.
+    #[serde(default)]
+    pub registries: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// `[instances."<domain>".app.<slug>]` or `.konnector.<slug>`: where an app comes from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// `registry://<slug>[/<channel>[/<version>]]` (default `registry://<slug>/stable`),
+    /// `file:///abs/dir` or `file://./dir` (relative to the config file; a folder holding
+    /// manifest.webapp or manifest.konnector), or `http(s)://…tar.gz[#<sha256>]`.
+    pub source: Option<String>,
+    /// Pins a registry source to this version; without it, the channel's latest.
+    pub version: Option<String>,
 }
 
 /// `[couchdb]`
@@ -94,6 +114,11 @@ pub struct InstanceDefaults {
     /// When the locale changes, also rename the default directories (Administrative, Photos) from
     /// the old locale's name to the new one, if they still have the old default name. Default false.
     pub rename_default_dirs: Option<bool>,
+    /// Webapps of every instance that does not set `apps`: bare slugs, installed from
+    /// `registry://<slug>/stable`.
+    pub apps: Option<Vec<String>>,
+    /// Uninstall the apps that are not declared (default false).
+    pub apps_prune: Option<bool>,
 }
 
 /// Whether an instance must exist.
@@ -130,10 +155,32 @@ pub struct InstanceConfig {
     pub blocking_reason: Option<String>,
     pub prevent_destroy: Option<bool>,
     pub rename_default_dirs: Option<bool>,
+    /// Webapps (bare slugs) of this instance; replaces `[defaults] apps`.
+    pub apps: Option<Vec<String>>,
+    /// Webapps added to the default list.
+    pub apps_add: Option<Vec<String>>,
+    /// Webapps removed from the default list.
+    pub apps_remove: Option<Vec<String>>,
+    /// Uninstall the apps that are not declared (default false).
+    pub apps_prune: Option<bool>,
+    /// Webapps with a source or a pinned version, by slug; each is also declared.
+    pub app: Option<BTreeMap<String, AppConfig>>,
+    /// Konnectors by slug.
+    pub konnector: Option<BTreeMap<String, AppConfig>>,
 }
 
 /// Keys of the top-level table, in canonical order.
-pub const TOP_KEYS: &[&str] = &["prune", "couchdb", "storage", "defaults", "instances"];
+pub const TOP_KEYS: &[&str] = &[
+    "prune",
+    "apps_prune",
+    "couchdb",
+    "storage",
+    "registries",
+    "defaults",
+    "instances",
+];
+/// Keys of `app.<slug>` and `konnector.<slug>` tables.
+pub const APP_KEYS: &[&str] = &["source", "version"];
 pub const COUCHDB_KEYS: &[&str] = &["url"];
 pub const STORAGE_KEYS: &[&str] = &["fs_root"];
 /// Keys of an instance table, in canonical order.
@@ -154,6 +201,12 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "blocking_reason",
     "prevent_destroy",
     "rename_default_dirs",
+    "apps",
+    "apps_add",
+    "apps_remove",
+    "apps_prune",
+    "app",
+    "konnector",
 ];
 /// Keys of `[defaults]`.
 pub const DEFAULT_KEYS: &[&str] = &[
@@ -169,6 +222,8 @@ pub const DEFAULT_KEYS: &[&str] = &[
     "blocking_reason",
     "prevent_destroy",
     "rename_default_dirs",
+    "apps",
+    "apps_prune",
 ];
 /// Instance keys stored in the settings doc rather than the instance doc.
 pub const SETTINGS_DOC_KEYS: &[&str] = &["email", "public_name", "phone", "tz"];
@@ -222,5 +277,6 @@ mod tests {
         assert_eq!(props(&schema, Some("InstanceDefaults")), sorted(DEFAULT_KEYS));
         assert_eq!(props(&schema, Some("CouchdbConfig")), sorted(COUCHDB_KEYS));
         assert_eq!(props(&schema, Some("StorageConfig")), sorted(STORAGE_KEYS));
+        assert_eq!(props(&schema, Some("AppConfig")), sorted(APP_KEYS));
     }
 }

@@ -15,6 +15,9 @@ use crate::domain::validate_domain;
 use crate::layout::BLOCKING_REASONS;
 use crate::quota::parse_bytes;
 
+#[path = "apps.rs"]
+mod apps;
+
 /// Largest config file accepted. A file this size already declares hundreds of thousands of instances.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024 * 1024;
 /// Most instances accepted in one file.
@@ -119,6 +122,7 @@ pub fn load_str(
     w.check_keys(root, TOP_KEYS, "the top level");
 
     let prune = w.boolean(root, "prune").map(|(b, _)| b).unwrap_or(false);
+    let apps_top = w.apps_top(root);
 
     let store = match root.get("couchdb") {
         None => StoreTarget::Embedded {
@@ -198,6 +202,11 @@ pub fn load_str(
         None => Fields::default(),
     };
 
+    let app_defaults = root
+        .get("defaults")
+        .and_then(Item::as_table_like)
+        .map(|t| w.app_defaults(t))
+        .unwrap_or_default();
     let mut instances: BTreeMap<String, DesiredInstance> = BTreeMap::new();
     let mut seen: HashMap<String, Option<Range<usize>>> = HashMap::new();
     // alias -> (owner domain, span)
@@ -383,6 +392,18 @@ pub fn load_str(
                     }
                 }
                 inst.domain_aliases = Some(list);
+            }
+            if inst.state == InstanceState::Present {
+                let ctx = inst.context.clone();
+                inst.apps = w.instance_apps(
+                    it,
+                    &what,
+                    ctx.as_deref(),
+                    &app_defaults,
+                    &apps_top,
+                    base_dir,
+                    dspan.clone(),
+                );
             }
             instances.insert(domain, inst);
         }
