@@ -600,3 +600,88 @@ fn apps_on_the_embedded_store() {
     );
     assert!(ws.fs_root().join("a.example/.cozy_apps/mytool").is_dir());
 }
+
+/// `import` declares the installed apps and konnectors (registry sources pinned to the installed
+/// version, file:// and tarball sources as they are, `apps = []` against `[defaults] apps`), warns
+/// about an app it cannot declare (a git source) and keeps it with `apps_prune = false`: right after
+/// `import --all --write`, plan is empty although the registry's stable channel has moved on.
+#[test]
+fn import_declares_installed_apps_and_plan_is_empty() {
+    let reg = Registry::start();
+    reg.release("drive", "1.0.0", Some("stable"), json!({}));
+    reg.release("mytool", "0.8.0", None, json!({}));
+    let (ameli_path, ameli_sha, _) = reg.publish_tarball("ameli", "1.2.0", json!({}));
+    let ameli_url = format!("{}{}", reg.base.trim_end_matches('/'), ameli_path);
+    let ws = Workspace::new(Backend::Couch);
+    let top = format!(
+        "apps_prune = true\n[registries]\ndefault = [\"{}\"]\n[defaults]\napps = [\"drive\"]\n",
+        reg.base
+    );
+    let body = format!(
+        r#"
+[instances."a.example"]
+locale = "fr"
+[instances."a.example".app.mytool]
+source = "file://{mytool}"
+[instances."a.example".konnector.ameli]
+source = "{ameli_url}#{ameli_sha}"
+
+[instances."b.example"]
+[instances."b.example".app.beta]
+source = "registry://mytool/beta"
+version = "0.8.0"
+"#,
+        mytool = fixture_dir("mytool").display(),
+    );
+    ws.write_config(&top, &body);
+    let out = ws.apply_ok();
+    assert!(out.contains("Apps: 5 installed"), "{out}");
+    ws.assert_no_changes();
+    // An app installed by other means, from a source cozyform cannot declare.
+    block_on(ws.store().put_doc(
+        &db("a.example", "io.cozy.apps"),
+        &json!({"_id": "io.cozy.apps/gitapp", "slug": "gitapp", "source": "git://h/gitapp.git",
+                "version": "3.0.0", "state": "ready", "permissions": {}}),
+    ))
+    .unwrap();
+    // The channel moves on: an unpinned declaration would update drive.
+    reg.release("drive", "1.1.0", Some("stable"), json!({}));
+
+    // A fresh config with the same top and no instance.
+    ws.write_config(&top, "");
+    assert_eq!(run(&ws, &["fmt"]).0, 0);
+    let (code, out, err) = run(&ws, &["import", "--all", "--write"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("a.example: app gitapp not declared") && err.contains("git://h/gitapp.git"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    assert!(
+        text.contains(
+            "[instances.\"a.example\".app.drive]\nsource = \"registry://drive/stable\"\nversion = \"1.0.0\"\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "[instances.\"a.example\".app.mytool]\nsource = \"file://{}\"\n",
+            fixture_dir("mytool").display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "[instances.\"a.example\".konnector.ameli]\nsource = \"{ameli_url}#{ameli_sha}\"\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("[instances.\"b.example\".app.beta]\nsource = \"registry://mytool/beta/0.8.0\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("apps = []\napps_prune = false\n"), "{text}");
+    ws.assert_no_changes();
+    let (code, out, err) = run(&ws, &["fmt", "--check"]);
+    assert_eq!(code, 0, "import writes in fmt's layout:\n{out}\n{err}");
+}
