@@ -75,6 +75,8 @@ pub struct InstanceOutcome {
     pub error: Option<String>,
     /// For a created instance: `https://<domain>/?registerToken=<hex>`. A secret, shown once.
     pub registration_link: Option<String>,
+    /// For a rename (`renamed_from`): the domain the instance had.
+    pub renamed_from: Option<String>,
 }
 
 /// What a run did.
@@ -140,6 +142,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
                 ok: result.is_ok(),
                 error: result.err().map(|e| format!("{e:#}")),
                 registration_link: link,
+                renamed_from: ip.rename.as_ref().map(|r| r.from.clone()),
             }
         }
     }))

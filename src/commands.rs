@@ -402,6 +402,11 @@ fn print_report(report: &ApplyReport, st: Style) {
                 }
             }
             (None, Some(link)) => println!("{}: created. Registration link (shown only once): {link}", o.domain),
+            (None, None) if o.renamed_from.is_some() => println!(
+                "{}: renamed from {}.",
+                o.domain,
+                o.renamed_from.as_deref().unwrap_or_default()
+            ),
             (None, None) => {
                 let what = match o.action {
                     Action::Update => "updated",

@@ -368,6 +368,9 @@ pub struct ApplyInstance {
     /// For a created instance: `https://<domain>/?registerToken=<hex>`. A secret, shown only here.
     /// It can be set on a failed create too, when the instance doc was written.
     pub registration_link: Option<String>,
+    /// For a rename (format 1.1): the domain the instance had; `action` is `update` and `domain` the
+    /// new domain. `null` otherwise.
+    pub renamed_from: Option<String>,
 }
 
 impl From<&InstanceOutcome> for ApplyInstance {
@@ -378,6 +381,7 @@ impl From<&InstanceOutcome> for ApplyInstance {
             ok: o.ok,
             error: o.error.clone(),
             registration_link: o.registration_link.clone(),
+            renamed_from: o.renamed_from.clone(),
         }
     }
 }
