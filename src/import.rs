@@ -506,7 +506,10 @@ mod tests {
         );
         assert_eq!(pin("registry://drive/beta/1.2.0", "1.2.0").unwrap().1, None);
         assert_eq!(pin("registry://drive/1.2.0", "1.2.0").unwrap().1, None);
-        assert_eq!(pin("file:///srv/apps/x", "1-abc").unwrap(), ("file:///srv/apps/x".into(), None));
+        assert_eq!(
+            pin("file:///srv/apps/x", "1-abc").unwrap(),
+            ("file:///srv/apps/x".into(), None)
+        );
         assert_eq!(pin("https://h/x.tar.gz", "1").unwrap().1, None);
         assert!(pin("https://h/x.tar.gz#zz", "1").is_err());
         assert!(pin("git://h/x.git", "1").unwrap_err().contains("cannot be declared"));
