@@ -615,8 +615,16 @@ pub struct SavedGuard {
 impl SavedGuard {
     /// The reasons the plan is stale, given the state read under the lock.
     pub async fn check(&self, store: &Store, actual: &Actual) -> Result<Vec<String>> {
-        let now = basis(Some(store), actual, &self.saved.internal).await?;
-        let state = read_state(store).await?;
+        self.check_store(Some(store), actual).await
+    }
+
+    /// [`Self::check`], also with no store (an embedded store that does not exist yet).
+    pub async fn check_store(&self, store: Option<&Store>, actual: &Actual) -> Result<Vec<String>> {
+        let now = basis(store, actual, &self.saved.internal).await?;
+        let state = match store {
+            Some(s) => read_state(s).await?,
+            None => StateDoc::default(),
+        };
         Ok(self.saved.stale_reasons(&now, &state))
     }
 }

@@ -521,6 +521,31 @@ fn stale_when_what_a_rename_read_changed() {
     assert_eq!(instance_doc(&ws, B)["locale"], "en", "nothing applied");
 }
 
+/// A refused apply on a fresh directory creates nothing: the embedded store is created only once
+/// the checks passed (they run before taking the lock when there is no store yet).
+fn a_refused_apply_on_a_fresh_dir_leaves_no_store() {
+    let ws = Workspace::new(Backend::Embedded);
+    ws.write_config("", &inst(A, "locale = \"en\""));
+    ws.apply_ok();
+    ws.write_config("", &inst(A, "locale = \"fr\""));
+    let path = save_plan(&ws, &[]);
+    // The store goes away: the directory is fresh again, and the plan stale.
+    let dot = ws.path().join(".cozyform");
+    std::fs::remove_dir_all(&dot).unwrap();
+    let out = apply_file(&ws, &path);
+    assert_stale(&out, &format!("the instance doc of {A} ("));
+    assert!(text(&out.stderr).contains("was deleted"), "{}", text(&out.stderr));
+    assert!(
+        !dot.join("store.sqlite").exists(),
+        "a refused apply created the embedded store"
+    );
+    // A fresh plan on the fresh directory applies, creating the store.
+    let path = save_plan(&ws, &[]);
+    assert_applied(&apply_file(&ws, &path));
+    assert!(dot.join("store.sqlite").exists());
+    assert_eq!(instance_doc(&ws, A)["locale"], "fr");
+}
+
 macro_rules! tests {
     ($($name:ident;)*) => {$(
         #[test]
@@ -555,6 +580,10 @@ mod couchdb {
 }
 
 mod embedded {
+    tests! {
+        a_refused_apply_on_a_fresh_dir_leaves_no_store;
+    }
+
     #[test]
     fn a_saved_plan_applies_without_prompt_and_only_once() {
         super::a_saved_plan_applies_without_prompt_and_only_once(super::Backend::Embedded)
