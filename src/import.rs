@@ -101,6 +101,7 @@ fn app_tables(
     t: &mut Table,
     installed: &[crate::apps::InstalledApp],
     default_apps: bool,
+    has_registry: bool,
     ov: &Overrides,
 ) -> Vec<String> {
     let mut notes = Vec::new();
@@ -121,6 +122,11 @@ fn app_tables(
         group.set_implicit(true);
         for a in installed.iter().filter(|a| a.kind == kind) {
             match app_declaration(a) {
+                Ok((source, _)) if source.starts_with("registry://") && !has_registry => notes.push(format!(
+                    "{} {} not declared: it comes from {source}, but the config has no [registries] list for this instance (add one, then import again)",
+                    kind.label(),
+                    a.slug
+                )),
                 Ok((source, version)) => {
                     let mut at = Table::new();
                     at.insert("source", value(source));
@@ -183,6 +189,7 @@ fn instance_table(
     ov: &Overrides,
     installed: Option<&[crate::apps::InstalledApp]>,
     default_apps: bool,
+    registries: &dyn Fn(Option<&str>) -> bool,
 ) -> (Table, Vec<String>) {
     let mut t = Table::new();
     let mut notes = Vec::new();
@@ -273,7 +280,8 @@ fn instance_table(
         notes.push(format!("not managed by cozyform, left as is: {}", unmanaged.join(", ")));
     }
     if let Some(installed) = installed {
-        notes.extend(app_tables(&mut t, installed, default_apps, ov));
+        let has_registry = registries(string("context"));
+        notes.extend(app_tables(&mut t, installed, default_apps, has_registry, ov));
     }
     if h.deleting() {
         notes.push("flagged `deleting` by a deletion that failed: plan will clear the flag".into());
@@ -318,6 +326,21 @@ fn build(
         .get("defaults")
         .and_then(Item::as_table_like)
         .is_some_and(|t| t.contains_key("apps"));
+    // Whether an instance of a context (its own, else the default one) has a registry list.
+    let default_context = existing
+        .get("defaults")
+        .and_then(|d| d.get("context"))
+        .and_then(Item::as_str)
+        .map(str::to_string);
+    let registries = |ctx: Option<&str>| {
+        let Some(r) = existing.get("registries").and_then(Item::as_table_like) else {
+            return false;
+        };
+        match ctx.map(str::to_string).or_else(|| default_context.clone()) {
+            Some(c) if r.contains_key(&c) => true,
+            _ => r.contains_key("default"),
+        }
+    };
     for d in domains {
         let h = by_domain[d.as_str()];
         let (mut t, n) = instance_table(
@@ -325,6 +348,7 @@ fn build(
             ov.get(d).unwrap_or(&Overrides::default()),
             actual.apps.installed.get(d).map(Vec::as_slice),
             default_apps,
+            &registries,
         );
         let mut header = vec![format!("imported by cozyform from instance doc {}", h.id)];
         header.extend(n.iter().cloned());

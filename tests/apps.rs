@@ -684,4 +684,15 @@ version = "0.8.0"
     ws.assert_no_changes();
     let (code, out, err) = run(&ws, &["fmt", "--check"]);
     assert_eq!(code, 0, "import writes in fmt's layout:\n{out}\n{err}");
+
+    // Without [registries], registry apps cannot be declared: a warning, the others are.
+    ws.write_config("", "");
+    let (code, out, err) = run(&ws, &["import", "--all"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("b.example: app beta not declared: it comes from registry://mytool/beta/0.8.0, but the config has no [registries]"),
+        "{err}"
+    );
+    assert!(out.contains("[instances.\"a.example\".konnector.ameli]"), "{out}");
+    assert!(!out.contains("app.drive]"), "{out}");
 }
