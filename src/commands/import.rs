@@ -155,6 +155,18 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
         let by_domain = actual.by_domain();
         domains
             .iter()
+            .filter(|d| {
+                let h = by_domain[d.as_str()];
+                let complete = [crate::apps::AppKind::Webapp, crate::apps::AppKind::Konnector]
+                    .iter()
+                    .all(|k| h.doctypes.contains(k.doctype()));
+                if !complete {
+                    eprintln!(
+                        "warning: {d}: its io.cozy.apps or io.cozy.konnectors database is missing (plan repairs it): its apps are not imported"
+                    );
+                }
+                complete
+            })
             .map(|d| (d.clone(), by_domain[d.as_str()].db_prefix.clone()))
             .collect()
     };
