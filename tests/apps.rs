@@ -248,7 +248,19 @@ fn version_dirs(ws: &Workspace, domain: &str, kind_dir: &str, slug: &str) -> Vec
 #[test]
 fn apps_install_update_and_prune_against_a_registry() {
     let reg = Registry::start();
-    let drive_sha = reg.release("drive", "1.0.0", Some("stable"), json!({}));
+    // Typed fields cozy-stack re-encodes (model/app/webapp.go MarshalJSON, permission.Set).
+    let drive_extra = json!({
+        "permissions": {
+            "files": {"type": "io.cozy.files", "description": "Required to access the files", "verbs": ["PUT", "GET", "GET"], "title": "dropped"},
+            "notes": {"type": "io.cozy.notes", "verbs": ["ALL"], "values": []},
+        },
+        "terms": {"version": "2", "url": "https://terms.example", "id": "dropped"},
+        "intents": [{"href": "/open", "action": "OPEN", "type": ["io.cozy.files"], "data": "dropped"}],
+        "routes": {"/public": {"folder": "/public", "public": true}, "/": {"folder": "/", "index": "index.html"}},
+        "notifications": {"share": {"description": "Shares", "collapsible": false, "stateful": true, "templates": {}}},
+        "locales": {"fr": {"name": "Drive", "long": "b", "a": "c"}},
+    });
+    let drive_sha = reg.release("drive", "1.0.0", Some("stable"), drive_extra);
     reg.release("mytool", "0.9.0", Some("beta"), json!({}));
     reg.release("mytool", "0.8.0", None, json!({}));
     let (ameli_path, ameli_sha, _) = reg.publish_tarball("ameli", "1.2.0", json!({}));
@@ -314,13 +326,32 @@ version = "0.8.0"
     assert_eq!(d["checksum"], json!(drive_sha));
     assert_eq!(d["name"], "Drive");
     assert_eq!(d["editor"], "Cozy");
-    assert_eq!(d["permissions"]["files"]["type"], "io.cozy.files");
-    assert_eq!(d["terms"], json!({"url": "", "version": ""}));
+    let enc = |v: &Value| serde_json::to_string(v).unwrap();
+    // permission.Set: rules in the manifest's order, {type, description?, verbs?, selector?,
+    // values?}, verbs de-duplicated in GET..DELETE order, ALL and empty fields left out.
     assert_eq!(
-        d["routes"],
-        json!({"/": {"folder": "/", "index": "index.html", "public": false}})
+        enc(&d["permissions"]),
+        r#"{"files":{"type":"io.cozy.files","description":"Required to access the files","verbs":["GET","PUT"]},"notes":{"type":"io.cozy.notes"}}"#
     );
-    assert_eq!(d["intents"], Value::Null);
+    assert_eq!(enc(&d["terms"]), r#"{"url":"https://terms.example","version":"2"}"#);
+    assert_eq!(
+        enc(&d["routes"]),
+        r#"{"/":{"folder":"/","index":"index.html","public":false},"/public":{"folder":"/public","index":"","public":true}}"#
+    );
+    assert_eq!(
+        enc(&d["intents"]),
+        r#"[{"action":"OPEN","type":["io.cozy.files"],"href":"/open"}]"#
+    );
+    assert_eq!(
+        enc(&d["notifications"]),
+        r#"{"share":{"description":"Shares","stateful":true}}"#
+    );
+    assert_eq!(enc(&d["locales"]), r#"{"fr":{"a":"c","long":"b","name":"Drive"}}"#);
+    // Go writes the doc's map with its keys sorted.
+    let keys: Vec<&String> = d.as_object().unwrap().keys().filter(|k| !k.starts_with('_')).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
     assert!(d.get("error").is_none() && d.get("available_version").is_none());
     assert!(d["created_at"].as_str().unwrap().starts_with("20"));
     let created_at = d["created_at"].clone();
@@ -332,7 +363,11 @@ version = "0.8.0"
     assert_eq!(t["type"], "@event");
     assert_eq!(t["worker"], "service");
     assert_eq!(t["arguments"], "io.cozy.files:CREATED");
-    assert_eq!(t["message"], json!({"slug": "drive", "name": "thumbnails"}));
+    assert_eq!(enc(&t["message"]), r#"{"name":"thumbnails","slug":"drive"}"#);
+    assert_eq!(t["debounce"], "");
+    assert_eq!(t["options"], Value::Null);
+    assert!(t.get("couch_cluster").is_none() && t.get("current_state").is_none());
+    assert!(t["cozyMetadata"].get("createdByAppVersion").is_none());
     assert_eq!(t["domain"], "a.example");
     assert_eq!(t["prefix"], json!(prefix("a.example")));
     assert_eq!(t["cozyMetadata"]["createdByApp"], "drive");
@@ -369,7 +404,9 @@ version = "0.8.0"
         (k["state"].clone(), k["version"].clone()),
         (json!("ready"), json!("1.2.0"))
     );
-    assert_eq!(k["checksum"], json!(ameli_sha));
+    // cozy-stack's HTTP fetcher checks the #sha256 but does not record it: no checksum, and the
+    // code folder is <version>.
+    assert_eq!(k["checksum"], "");
     assert_eq!(k["language"], "node");
     assert_eq!(k["source"], json!(format!("{ameli_url}#{ameli_sha}")));
     let kp = perms_of(&ws, "a.example", "io.cozy.konnectors/ameli");
@@ -377,12 +414,18 @@ version = "0.8.0"
     assert_eq!(kp[0]["type"], "konnector");
     assert_eq!(
         version_dirs(&ws, "a.example", ".cozy_konnectors", "ameli"),
-        vec![format!("1.2.0-{ameli_sha}")]
+        vec!["1.2.0".to_string()]
     );
+    assert!(k.get("parameters").is_none());
     // The file source: version with 10 hex digits of the folder's digest, no checksum.
     let m = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/mytool").expect("mytool doc");
     assert_eq!(m["checksum"], "");
     assert!(m["version"].as_str().unwrap().starts_with("0.1.0-"));
+    // An empty permission set: `permissions` is left out of the permission doc (omitempty).
+    let mp = perms_of(&ws, "a.example", "io.cozy.apps/mytool");
+    assert_eq!(mp.len(), 1);
+    assert!(mp[0].get("permissions").is_none(), "{}", mp[0]);
+    assert_eq!(m["permissions"], json!({}));
     assert_eq!(m["source"], json!(format!("file://{}", mytool_dir.display())));
     // The pin.
     let b = get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/beta").expect("beta doc");
@@ -431,7 +474,18 @@ version = "0.8.0"
     let p2 = perms_of(&ws, "a.example", "io.cozy.apps/drive");
     assert_eq!(p2.len(), 1);
     assert_eq!(p2[0]["_id"], p[0]["_id"], "the permission doc is updated in place");
-    assert_eq!(p2[0]["permissions"]["contacts"]["type"], "io.cozy.contacts");
+    // cozy-stack's update merges `permission.Diff(old manifest, doc)` into the new rules; the doc
+    // was not altered, so Diff is the old set whole: `notes`, gone from the manifest, stays, first.
+    assert_eq!(
+        enc(&p2[0]["permissions"]),
+        r#"{"notes":{"type":"io.cozy.notes"},"files":{"type":"io.cozy.files","description":"Required to access the files"},"contacts":{"type":"io.cozy.contacts","verbs":["GET"]}}"#
+    );
+    assert_eq!(
+        enc(&d2["permissions"]),
+        r#"{"files":{"type":"io.cozy.files","description":"Required to access the files"},"contacts":{"type":"io.cozy.contacts","verbs":["GET"]}}"#
+    );
+    assert_ne!(p2[0]["cozyMetadata"]["updatedAt"], p[0]["cozyMetadata"]["updatedAt"]);
+    assert_eq!(p2[0]["cozyMetadata"]["createdAt"], p[0]["cozyMetadata"]["createdAt"]);
     let dirs = version_dirs(&ws, "a.example", ".cozy_apps", "drive");
     assert_eq!(dirs.len(), 1, "the old version's code is removed: {dirs:?}");
     assert!(dirs[0].starts_with("1.1.0-"));

@@ -169,7 +169,8 @@ pub fn manifest_in_tar(bytes: &[u8], name: &str) -> Result<(Value, String), Stri
     Err(format!("the archive holds no {name}"))
 }
 
-/// Every regular file under a directory (symbolic links are refused), sorted.
+/// Every regular file under a directory, but those in `.git` folders (symbolic links are refused),
+/// sorted.
 pub fn read_dir_code(root: &Path) -> Result<Code, String> {
     fn walk(root: &Path, dir: &Path, out: &mut Code) -> Result<(), String> {
         let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
@@ -185,6 +186,10 @@ pub fn read_dir_code(root: &Path) -> Result<Code, String> {
                     p.display()
                 ));
             } else if ft.is_dir() {
+                // cozy-stack's file fetcher (`copyRec`) skips the `.git` folders.
+                if entry.file_name() == ".git" {
+                    continue;
+                }
                 walk(root, &p, out)?;
             } else if ft.is_file() {
                 let rel = p.strip_prefix(root).expect("under root");

@@ -17,6 +17,8 @@ pub mod actual;
 pub mod fetch;
 pub mod install;
 pub mod json;
+pub mod manifest;
+pub mod perms;
 pub mod plan;
 pub mod registry;
 pub mod render;
@@ -188,16 +190,17 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// The manifest's `permissions`, or `{}`.
+    /// The manifest's `permissions` as cozy-stack writes them, or `{}`.
     pub fn permissions(&self) -> Value {
         permissions_of(&self.manifest)
     }
 }
 
-/// `permissions` of a manifest or app doc, `{}` when absent.
+/// `permissions` of a manifest or app doc, re-encoded as cozy-stack writes them ([`perms`]),
+/// `{}` when absent.
 pub fn permissions_of(doc: &Value) -> Value {
     match doc.get("permissions") {
-        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(v @ Value::Object(_)) => perms::normalize(Some(v)),
         _ => Value::Object(Default::default()),
     }
 }
