@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 struct Routes {
     files: HashMap<String, (u16, Vec<u8>)>,
     hits: HashMap<String, usize>,
+    /// Answers to give before the file: a status each (503, 429...).
+    failures: HashMap<String, Vec<u16>>,
 }
 
 struct Registry {
@@ -43,10 +45,14 @@ fn serve(stream: TcpStream, routes: Arc<Mutex<Routes>>) {
     let (status, body) = {
         let mut r = routes.lock().unwrap();
         *r.hits.entry(path.clone()).or_default() += 1;
-        r.files
-            .get(&path)
-            .cloned()
-            .unwrap_or((404, b"{\"message\":\"not found\"}".to_vec()))
+        match r.failures.get_mut(&path).filter(|f| !f.is_empty()) {
+            Some(f) => (f.remove(0), b"{\"message\":\"try again\"}".to_vec()),
+            None => r
+                .files
+                .get(&path)
+                .cloned()
+                .unwrap_or((404, b"{\"message\":\"not found\"}".to_vec())),
+        }
     };
     let mut s = stream;
     let _ = write!(
@@ -78,6 +84,14 @@ impl Registry {
             .unwrap()
             .files
             .insert(path.to_string(), (status, body));
+    }
+
+    fn fail_first(&self, path: &str, statuses: &[u16]) {
+        self.routes
+            .lock()
+            .unwrap()
+            .failures
+            .insert(path.to_string(), statuses.to_vec());
     }
 
     fn hits(&self, path: &str) -> usize {
@@ -653,4 +667,43 @@ fn apps_on_the_embedded_store() {
         "ready"
     );
     assert!(ws.fs_root().join("a.example/.cozy_apps/mytool").is_dir());
+}
+
+/// Registry requests and downloads are retried on 5xx and 429 (bounded, with backoff); a registry
+/// that keeps failing gives a clear error naming it without its credentials.
+#[test]
+fn apps_registry_and_downloads_are_retried() {
+    let reg = Registry::start();
+    reg.release("drive", "1.0.0", Some("stable"), json!({}));
+    reg.fail_first("/registry/drive/stable/latest", &[503, 429]);
+    reg.fail_first("/files/drive-1.0.0.tar.gz", &[502]);
+    let ws = Workspace::new(Backend::Embedded);
+    // Credentials in the registry URL are used, and never shown.
+    let base = reg.base.replace("http://", "http://bob:s3cret@");
+    ws.write_config(
+        "",
+        &format!("[registries]\ndefault = [\"{base}\"]\n[instances.\"a.example\"]\napps = [\"drive\"]\n"),
+    );
+    let out = ws.apply_ok();
+    assert!(out.contains("Apps: 1 installed"), "{out}");
+    assert_eq!(reg.hits("/registry/drive/stable/latest"), 3);
+    assert_eq!(reg.hits("/files/drive-1.0.0.tar.gz"), 2);
+    ws.assert_no_changes();
+    assert_eq!(
+        get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["state"],
+        "ready"
+    );
+
+    // A registry that keeps answering 503: a bounded number of attempts, then a clear error.
+    reg.fail_first("/registry/notes/stable/latest", &[503; 10]);
+    ws.write_config(
+        "",
+        &format!("[registries]\ndefault = [\"{base}\"]\n[instances.\"a.example\"]\napps = [\"drive\", \"notes\"]\n"),
+    );
+    let (code, out, err) = ws.plan();
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(reg.hits("/registry/notes/stable/latest"), 4, "4 attempts in all");
+    assert!(err.contains("answered 503") && err.contains("try again"), "{err}");
+    assert!(err.contains(&reg.base), "the registry is named: {err}");
+    assert!(!err.contains("s3cret") && !out.contains("s3cret"), "{out}\n{err}");
 }

@@ -15,6 +15,7 @@
 
 pub mod actual;
 pub mod fetch;
+pub mod http;
 pub mod install;
 pub mod json;
 pub mod manifest;

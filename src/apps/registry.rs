@@ -1,11 +1,14 @@
 //! The apps registry client (cozy-stack `pkg/registry`): `GET <registry>/registry/<slug>/<channel>/latest`
 //! or `GET <registry>/registry/<slug>/<version>`, registries tried in order, a 404 moving on to the next.
+//! Each GET is retried on connection errors, timeouts, 5xx and 429 ([`super::http`]).
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use super::http::{self, redact};
 
 /// Timeout of a registry request (cozy-stack: 5 s for versions; cozyform is more patient).
 pub const REGISTRY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -60,31 +63,32 @@ pub async fn get_version(
             format!("{reg}/")
         };
         let url = format!("{base}{path}");
-        let resp = client()
-            .get(&url)
-            .timeout(REGISTRY_TIMEOUT)
-            .send()
+        let (reg_shown, url_shown) = (redact(reg), redact(&url));
+        let (status, body) = http::get(&url, REGISTRY_TIMEOUT, http::RETRY)
             .await
-            .map_err(|e| format!("the registry {reg} is unreachable ({url}): {}", error_chain(&e)))?;
-        let status = resp.status().as_u16();
+            .map_err(|e| format!("the registry {reg_shown} is unreachable: {e}"))?;
         if status == 404 {
             continue;
         }
         if status != 200 {
-            return Err(format!("the registry {reg} answered {status} for {url}"));
+            // cozy-stack shows the registry's `message`, when it sends one.
+            let msg = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            return Err(format!(
+                "the registry {reg_shown} answered {status} for {url_shown}{msg}"
+            ));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("reading {url}: {}", error_chain(&e)))?;
         let mut v: Version = serde_json::from_slice(&body)
-            .map_err(|e| format!("the registry {reg} sent a bad version for {url}: {e}"))?;
+            .map_err(|e| format!("the registry {reg_shown} sent a bad version for {url_shown}: {e}"))?;
         // A relative tarball URL is relative to the registry.
         if !v.url.contains("://") {
             v.url = url::Url::parse(&url)
                 .and_then(|u| u.join(&v.url))
                 .map(|u| u.to_string())
-                .map_err(|e| format!("the registry {reg} gave a bad url {:?}: {e}", v.url))?;
+                .map_err(|e| format!("the registry {reg_shown} gave a bad url {:?}: {e}", redact(&v.url)))?;
         }
         return Ok(v);
     }
@@ -92,10 +96,8 @@ pub async fn get_version(
         Some(v) => format!("version {v} of {slug:?}"),
         None => format!("{slug:?} on channel {channel:?}"),
     };
-    Err(format!(
-        "{what} was not found in the registries {}",
-        registries.join(", ")
-    ))
+    let shown: Vec<String> = registries.iter().map(|r| redact(r)).collect();
+    Err(format!("{what} was not found in the registries {}", shown.join(", ")))
 }
 
 /// An error and its causes on one line (reqwest hides the useful part in the sources).
