@@ -122,7 +122,10 @@ impl AppSource {
                 channel,
                 version: Some(v),
             } => format!("registry://{slug}/{channel}/{v}"),
-            AppSource::File { path } => format!("file://{}", path.display()),
+            // Escaped as Go's `url.URL.String()` escapes the path (a space is `%20`).
+            AppSource::File { path } => url::Url::from_file_path(path)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|()| format!("file://{}", path.display())),
             AppSource::Http { url, sha256: None } => url.clone(),
             AppSource::Http { url, sha256: Some(s) } => format!("{url}#{s}"),
         }
@@ -271,4 +274,23 @@ pub fn valid_slug(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppSource;
+
+    #[test]
+    fn source_urls_are_written_as_cozy_stack_writes_them() {
+        let f = AppSource::File {
+            path: "/srv/my apps/tool".into(),
+        };
+        assert_eq!(f.url(), "file:///srv/my%20apps/tool");
+        let r = AppSource::Registry {
+            slug: "drive".into(),
+            channel: "beta".into(),
+            version: Some("1.0.0".into()),
+        };
+        assert_eq!(r.url(), "registry://drive/beta/1.0.0");
+    }
 }

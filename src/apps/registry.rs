@@ -49,20 +49,15 @@ pub async fn get_version(
     channel: &str,
     version: Option<&str>,
 ) -> Result<Version, String> {
-    let path = match version {
-        Some(v) => format!("registry/{slug}/{v}"),
-        None => format!("registry/{slug}/{channel}/latest"),
+    let segments: Vec<&str> = match version {
+        Some(v) => vec!["registry", slug, v],
+        None => vec!["registry", slug, channel, "latest"],
     };
     if registries.is_empty() {
         return Err("no registry is configured; add [registries] default = [\"https://…/\"]".into());
     }
     for reg in registries {
-        let base = if reg.ends_with('/') {
-            reg.clone()
-        } else {
-            format!("{reg}/")
-        };
-        let url = format!("{base}{path}");
+        let url = request_url(reg, &segments).map_err(|e| format!("the registry {} is not a URL: {e}", redact(reg)))?;
         let (reg_shown, url_shown) = (redact(reg), redact(&url));
         let (status, body) = http::get(&url, REGISTRY_TIMEOUT, http::RETRY)
             .await
@@ -100,6 +95,21 @@ pub async fn get_version(
     Err(format!("{what} was not found in the registries {}", shown.join(", ")))
 }
 
+/// The URL of a registry request, as cozy-stack's `fetch` builds it: the registry's path joined
+/// with `/registry/…` (each segment escaped, `url.PathEscape`), the registry's query and fragment
+/// dropped (`ResolveReference` of an absolute path).
+pub fn request_url(registry: &str, segments: &[&str]) -> Result<String, String> {
+    let mut u = url::Url::parse(registry).map_err(|e| e.to_string())?;
+    u.set_query(None);
+    u.set_fragment(None);
+    {
+        let mut p = u.path_segments_mut().map_err(|_| "it cannot have a path".to_string())?;
+        p.pop_if_empty();
+        p.extend(segments);
+    }
+    Ok(u.to_string())
+}
+
 /// An error and its causes on one line (reqwest hides the useful part in the sources).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -110,4 +120,26 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_url;
+
+    #[test]
+    fn request_urls_are_built_as_cozy_stack_builds_them() {
+        let s = ["registry", "drive", "stable", "latest"];
+        assert_eq!(
+            request_url("https://r.example", &s).unwrap(),
+            "https://r.example/registry/drive/stable/latest"
+        );
+        assert_eq!(
+            request_url("https://r.example/space/?x=1#f", &s).unwrap(),
+            "https://r.example/space/registry/drive/stable/latest"
+        );
+        assert_eq!(
+            request_url("https://r.example/space", &["registry", "drive", "1.0.0+b 1"]).unwrap(),
+            "https://r.example/space/registry/drive/1.0.0+b%201"
+        );
+    }
 }
