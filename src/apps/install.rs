@@ -539,10 +539,12 @@ pub fn app_doc(
     m.insert("source".into(), json!(source));
     m.insert("state".into(), json!(state));
     m.insert("version".into(), json!(target.version));
-    if m.get("available_version")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .is_empty()
+    // An update clears it (`SetAvailableVersion("")`); an install keeps the manifest's.
+    if current.is_some()
+        || m.get("available_version")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
     {
         m.remove("available_version");
     }
