@@ -411,6 +411,12 @@ version = "0.8.0"
         std::fs::read(fixture_dir("drive").join("index.html")).unwrap()
     );
     assert!(vdir.join("services/thumbnails.js.br").is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // cozy-stack's copier: the version folder is afero.TempDir's 0700, renamed into place.
+        assert_eq!(std::fs::metadata(&vdir).unwrap().permissions().mode() & 0o777, 0o700);
+    }
     assert!(!vdir.join("index.html").exists());
     // The konnector from a tarball.
     let k = get(&ws, "a.example", "io.cozy.konnectors", "io.cozy.konnectors/ameli").expect("ameli doc");

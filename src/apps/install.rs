@@ -236,7 +236,13 @@ fn write_code(dir: &Path, target_name: &str, code: &Code) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!("tmp{}", hex::encode(rand::random::<[u8; 8]>())));
     let write_all = || -> Result<()> {
-        std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        // afero.TempDir makes it 0700, and the rename keeps that mode for the version folder.
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
         for (name, content) in code {
             let path = tmp.join(format!("{name}.br"));
             if let Some(parent) = path.parent() {
