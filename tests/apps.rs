@@ -635,6 +635,30 @@ fn apps_failures_are_clear_and_leave_nothing_half_written() {
     let a = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap();
     assert_eq!(a["state"], "ready");
     assert!(a.get("error").is_none());
+
+    // A failed update leaves the working app as it was (cozy-stack answers 503 for an errored
+    // app); the next plan shows the update again.
+    let sha = reg.release("drive", "1.1.0", Some("stable"), json!({}));
+    let blocker = code_dir(&ws, "a.example", ".cozy_apps", "drive").join(format!("1.1.0-{sha}"));
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let (code, out, err) = run(&ws, &["apply", "--auto-approve"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let a2 = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap();
+    assert_eq!(
+        (a2["state"].clone(), a2["version"].clone()),
+        (json!("ready"), json!("1.0.0"))
+    );
+    assert!(a2.get("error").is_none());
+    let (code, out, _) = ws.plan();
+    assert_eq!(code, 2);
+    assert!(out.contains("~ app drive 1.0.0 -> 1.1.0"), "{out}");
+    std::fs::remove_file(&blocker).unwrap();
+    ws.apply_ok();
+    ws.assert_no_changes();
+    assert_eq!(
+        get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["version"],
+        "1.1.0"
+    );
 }
 
 /// The embedded store: plan → apply (instances created with their apps) → plan empty.
