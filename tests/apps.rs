@@ -451,6 +451,11 @@ version = "0.8.0"
     let b = get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/beta").expect("beta doc");
     assert_eq!(b["version"], "0.8.0");
 
+    // An app installed deactivated (state "installed") stays so through an update.
+    let mut bd = get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap();
+    bd["state"] = json!("installed");
+    block_on(ws.store().put_doc(&db("b.example", "io.cozy.apps"), &bd)).unwrap();
+
     // A channel move: stable now gives 1.1.0, which asks for more rights.
     reg.release(
         "drive",
@@ -509,6 +514,27 @@ version = "0.8.0"
     let dirs = version_dirs(&ws, "a.example", ".cozy_apps", "drive");
     assert_eq!(dirs.len(), 1, "the old version's code is removed: {dirs:?}");
     assert!(dirs[0].starts_with("1.1.0-"));
+
+    assert_eq!(
+        get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["state"],
+        "installed"
+    );
+
+    // A konnector whose new manifest has no parameters keeps those of its doc.
+    let mut kd = get(&ws, "a.example", "io.cozy.konnectors", "io.cozy.konnectors/ameli").unwrap();
+    kd["parameters"] = json!({"mode": "fast"});
+    block_on(ws.store().put_doc(&db("a.example", "io.cozy.konnectors"), &kd)).unwrap();
+    let (ameli13, ameli13_sha, _) = reg.publish_tarball("ameli", "1.3.0", json!({}));
+    let body = body.replace(
+        &format!("{ameli_url}#{ameli_sha}"),
+        &format!("{}{ameli13}#{ameli13_sha}", reg.base.trim_end_matches('/')),
+    );
+    ws.write_config("", &body);
+    ws.apply_ok();
+    ws.assert_no_changes();
+    let kd = get(&ws, "a.example", "io.cozy.konnectors", "io.cozy.konnectors/ameli").unwrap();
+    assert_eq!(kd["version"], "1.3.0");
+    assert_eq!(kd["parameters"], json!({"mode": "fast"}));
 
     // An app a user installed, not declared: reported and left alone...
     let store = ws.store();
