@@ -19,8 +19,10 @@ use crate::store::Store;
 use crate::store::couch::CouchStore;
 use crate::store::embedded::EmbeddedStore;
 
+mod import;
 mod machine;
 mod saved;
+mod show;
 mod tooling;
 
 /// An error with a hint for the user, rendered as `error:` / `hint:`.
@@ -52,6 +54,8 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::ForceUnlock { lock_id } => force_unlock(&cli, lock_id).await,
         Command::Plan(args) => plan_cmd(&cli, args, color).await,
         Command::Apply(args) => apply_cmd(&cli, args, color).await,
+        Command::Import(args) => import::import_cmd(&cli, args).await,
+        Command::Show(args) => show::show_cmd(&cli, args).await,
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Config => config::json_schema(),
@@ -148,11 +152,14 @@ fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
         .filter(|i| !i.settings.is_empty())
         .map(|i| i.domain.clone())
         .collect();
-    ReadOptions {
+    let mut opts = ReadOptions {
         deep: args.deep,
         parallelism: args.parallelism as usize,
         settings_for,
-    }
+        ..Default::default()
+    };
+    crate::plan_renames::add_read_options(desired, &mut opts);
+    opts
 }
 
 /// Reads the actual state and plans.

@@ -111,6 +111,9 @@ pub struct InstanceDefaults {
     pub blocking_reason: Option<String>,
     /// Any plan that would destroy the instance fails.
     pub prevent_destroy: Option<bool>,
+    /// When the locale changes, also rename the default directories (Administrative, Photos) from
+    /// the old locale's name to the new one, if they still have the old default name. Default false.
+    pub rename_default_dirs: Option<bool>,
     /// Webapps of every instance that does not set `apps`: bare slugs, installed from
     /// `registry://<slug>/stable`.
     pub apps: Option<Vec<String>>,
@@ -139,6 +142,10 @@ pub enum StateConfig {
 pub struct InstanceConfig {
     /// `present` (default) or `absent`: destroy the instance if it exists.
     pub state: Option<StateConfig>,
+    /// The domain this instance had: apply renames that instance (keeping its databases, moving its
+    /// folder, setting `old_domain` so cozy-stack redirects the old domain with a 308) instead of
+    /// destroying one instance and creating another. A no-op once done; it may stay in the file.
+    pub renamed_from: Option<String>,
     pub locale: Option<String>,
     pub email: Option<String>,
     pub public_name: Option<String>,
@@ -154,6 +161,7 @@ pub struct InstanceConfig {
     pub blocked: Option<bool>,
     pub blocking_reason: Option<String>,
     pub prevent_destroy: Option<bool>,
+    pub rename_default_dirs: Option<bool>,
     /// Webapps (bare slugs) of this instance; replaces `[defaults] apps`.
     pub apps: Option<Vec<String>>,
     /// Webapps added to the default list.
@@ -185,6 +193,7 @@ pub const STORAGE_KEYS: &[&str] = &["fs_root"];
 /// Keys of an instance table, in canonical order.
 pub const INSTANCE_KEYS: &[&str] = &[
     "state",
+    "renamed_from",
     "locale",
     "email",
     "public_name",
@@ -198,6 +207,7 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "rename_default_dirs",
     "apps",
     "apps_add",
     "apps_remove",
@@ -218,6 +228,7 @@ pub const DEFAULT_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "rename_default_dirs",
     "apps",
     "apps_prune",
     "app",
