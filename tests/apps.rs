@@ -411,6 +411,8 @@ version = "0.8.0"
         std::fs::read(fixture_dir("drive").join("index.html")).unwrap()
     );
     assert!(vdir.join("services/thumbnails.js.br").is_file());
+    // Every regular file of the tarball is copied, the manifest too.
+    assert!(vdir.join("manifest.webapp.br").is_file());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
