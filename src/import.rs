@@ -95,7 +95,8 @@ fn app_declaration(a: &crate::apps::InstalledApp) -> Result<(String, Option<Stri
     ))
 }
 
-/// The app keys of an imported instance: `apps = []` when `[defaults] apps` would add others, and
+/// The app keys of an imported instance: `apps = []` when `[defaults] apps` or `[defaults.app.<slug>]`
+/// would add webapps, and
 /// one `app.<slug>` / `konnector.<slug>` table per installed app.
 fn app_tables(
     t: &mut Table,
@@ -325,7 +326,7 @@ fn build(
     let default_apps = existing
         .get("defaults")
         .and_then(Item::as_table_like)
-        .is_some_and(|t| t.contains_key("apps"));
+        .is_some_and(|t| t.contains_key("apps") || t.contains_key("app"));
     // Whether an instance of a context (its own, else the default one) has a registry list.
     let default_context = existing
         .get("defaults")

@@ -112,7 +112,10 @@ pub fn plan_apps(
                 Some(Err(e)) => {
                     failed
                         .entry(key)
-                        .or_insert_with(|| (format!("{} {} ({src})", want.kind.label(), want.slug), e.clone(), 0))
+                        .or_insert_with(|| {
+                            let shown = super::http::redact(&src);
+                            (format!("{} {} ({shown})", want.kind.label(), want.slug), e.clone(), 0)
+                        })
                         .2 += 1;
                     continue;
                 }
