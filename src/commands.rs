@@ -20,8 +20,10 @@ use crate::store::Store;
 use crate::store::couch::CouchStore;
 use crate::store::embedded::EmbeddedStore;
 
+mod import;
 mod machine;
 mod saved;
+mod show;
 mod tooling;
 
 /// An error with a hint for the user, rendered as `error:` / `hint:`.
@@ -59,6 +61,8 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::ForceUnlock { lock_id } => force_unlock(&cli, lock_id).await,
         Command::Plan(args) => plan_cmd(&cli, args, color).await,
         Command::Apply(args) => apply_cmd(&cli, args, color).await,
+        Command::Import(args) => import::import_cmd(&cli, args).await,
+        Command::Show(args) => show::show_cmd(&cli, args).await,
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Config => config::json_schema(),
@@ -182,11 +186,14 @@ fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
         .filter(|i| !i.settings.is_empty())
         .map(|i| i.domain.clone())
         .collect();
-    ReadOptions {
+    let mut opts = ReadOptions {
         deep: args.deep,
         parallelism: args.parallelism as usize,
         settings_for,
-    }
+        ..Default::default()
+    };
+    crate::plan_renames::add_read_options(desired, &mut opts);
+    opts
 }
 
 /// Reads the actual state and plans.
@@ -371,6 +378,20 @@ pub(crate) async fn apply_under_lock(
     verbose: bool,
     saved: Option<&crate::saved_plan::SavedGuard>,
 ) -> Result<Locked> {
+    // Taking the lock creates the embedded store and `global/instances`. When they do not exist yet,
+    // the checks run once before, so that a refused plan leaves no trace; they run again under the
+    // lock, as always.
+    let existing = match existing {
+        Some(s) => Some(s),
+        None => open_stores(desired, false, verbose).await?,
+    };
+    let nothing_yet = match &existing {
+        None => true,
+        Some(s) => !s.main.db_exists(crate::layout::GLOBAL_INSTANCES_DB).await?,
+    };
+    if nothing_yet && let Err(refused) = check_unchanged(existing.as_ref(), desired, args, shown, saved).await? {
+        return Ok(refused);
+    }
     let stores = match existing {
         Some(s) => s,
         None => open_stores(desired, true, verbose)
@@ -394,6 +415,31 @@ pub(crate) async fn apply_under_lock(
     Ok(outcome)
 }
 
+/// Reads the state again and plans: the plan, or the refusal when a saved plan is stale or the plan
+/// is no longer the one shown.
+async fn check_unchanged(
+    store: Option<&Stores>,
+    desired: &Desired,
+    args: &ApplyArgs,
+    shown: &Plan,
+    saved: Option<&crate::saved_plan::SavedGuard>,
+) -> Result<std::result::Result<Plan, Locked>> {
+    let read = saved.map_or(&args.read, |g| &g.read);
+    let (actual, p) = compute(desired, store, read).await?;
+    if let Some(g) = saved {
+        let reasons = g.check_store(store.map(|s| &s.main), &actual).await?;
+        if !reasons.is_empty() {
+            return Ok(Err(Locked::Stale(reasons)));
+        }
+    }
+    // The global design docs are defined idempotently whatever the plan says; what the operator
+    // approved is what happens to each instance.
+    if p.instances != shown.instances || p.errors != shown.errors || p.apps != shown.apps {
+        return Ok(Err(Locked::StateChanged));
+    }
+    Ok(Ok(p))
+}
+
 async fn apply_locked(
     stores: &Stores,
     desired: &Desired,
@@ -403,19 +449,10 @@ async fn apply_locked(
     holder: &str,
 ) -> Result<Locked> {
     let store = &stores.main;
-    let read = saved.map_or(&args.read, |g| &g.read);
-    let (actual, p) = compute(desired, Some(stores), read).await?;
-    if let Some(g) = saved {
-        let reasons = g.check(store, &actual).await?;
-        if !reasons.is_empty() {
-            return Ok(Locked::Stale(reasons));
-        }
-    }
-    // The global design docs are defined idempotently whatever the plan says; what the operator
-    // approved is what happens to each instance.
-    if p.instances != shown.instances || p.errors != shown.errors || p.apps != shown.apps {
-        return Ok(Locked::StateChanged);
-    }
+    let p = match check_unchanged(Some(stores), desired, args, shown, saved).await? {
+        Ok(p) => p,
+        Err(refused) => return Ok(refused),
+    };
     // Before changing anything: every apply makes every saved plan stale, its own included.
     crate::saved_plan::record_apply(store, saved.map(|g| g.saved.plan_id.as_str()), holder).await?;
     let opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
@@ -456,6 +493,11 @@ fn print_report(report: &ApplyReport, st: Style) {
                 }
             }
             (None, Some(link)) => println!("{}: created. Registration link (shown only once): {link}", o.domain),
+            (None, None) if o.renamed_from.is_some() => println!(
+                "{}: renamed from {}.",
+                o.domain,
+                o.renamed_from.as_deref().unwrap_or_default()
+            ),
             (None, None) => {
                 let what = match o.action {
                     Action::Update => "updated",

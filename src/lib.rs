@@ -5,6 +5,7 @@
 
 pub mod actual;
 pub mod apply;
+pub mod apply_renames;
 pub mod apps;
 pub mod atomic_file;
 pub mod cli;
@@ -14,10 +15,12 @@ pub mod config;
 pub mod desired;
 pub mod domain;
 pub mod fsops;
+pub mod import;
 pub mod layout;
 pub mod lock;
 pub mod plan;
 pub mod progress;
+pub mod plan_renames;
 pub mod quota;
 pub mod render;
 pub mod render_json;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::actual::{Actual, ActualInstance, Finding, Observed};
 use crate::desired::{Desired, DesiredInstance, InstanceState};
 use crate::layout;
+pub use crate::plan_renames::{DirRename, RenamePlan};
 
 /// What happens to one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -106,6 +107,12 @@ pub struct InstancePlan {
     pub repairs: Vec<Repair>,
     pub create: Option<CreateSpec>,
     pub existing: Option<Existing>,
+    /// For a rename (`renamed_from`): the domain the instance has now, and whether its folder moves.
+    #[serde(default)]
+    pub rename: Option<RenamePlan>,
+    /// Default directories renamed with a locale change (`rename_default_dirs`).
+    #[serde(default)]
+    pub dir_renames: Vec<DirRename>,
 }
 
 /// Counts for the summary line.
@@ -183,9 +190,18 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             holders.insert(a, inst);
         }
     }
+    // Renames (`renamed_from`) to carry out now; their old domains are planned under the new one.
+    let renames = crate::plan_renames::pending_renames(desired, actual, &mut out.errors);
+    let rename_sources = crate::plan_renames::sources(&renames);
+    let renamed_to: HashMap<&str, &str> = renames.iter().map(|(n, o)| (o.as_str(), n.as_str())).collect();
     // Whether an existing instance still holds `name` once the plan is applied.
     let still_holds = |inst: &ActualInstance, name: &str| -> bool {
-        match desired.instances.get(&inst.domain) {
+        let declared = desired.instances.get(&inst.domain).or_else(|| {
+            renamed_to
+                .get(inst.domain.as_str())
+                .and_then(|n| desired.instances.get(*n))
+        });
+        match declared {
             None => !desired.prune,
             Some(d) if d.state == InstanceState::Absent => false,
             Some(d) => {
@@ -208,12 +224,33 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     domains.dedup();
 
     for domain in domains {
-        if actual.ambiguous.contains(domain) {
+        if actual.ambiguous.contains(domain)
+            || (rename_sources.contains(domain) && !desired.instances.contains_key(domain))
+        {
             continue;
         }
         let want = desired.instances.get(domain);
         let have = existing.get(domain).copied();
         let entry = match (want, have) {
+            (Some(w), None) if renames.contains_key(domain) => {
+                let h = existing[renames[domain].as_str()];
+                for name in w.domain_aliases.iter().flatten() {
+                    if let Some(other) = holders.get(name.as_str())
+                        && other.domain != h.domain
+                        && still_holds(other, name)
+                    {
+                        out.errors.push(format!(
+                            "{domain}: alias {name:?} is already used by the existing instance {:?}",
+                            other.domain
+                        ));
+                    }
+                }
+                let mut e = crate::plan_renames::plan_rename(w, h, actual);
+                crate::plan_renames::attach_dir_renames(&mut e, w, h, actual);
+                e
+            }
+            // A rename that cannot be carried out: the error is in the plan; create nothing.
+            (Some(w), None) if w.renamed_from.is_some() && w.state == InstanceState::Present => continue,
             (Some(w), None) if w.state == InstanceState::Present => {
                 for name in std::iter::once(&w.domain).chain(w.domain_aliases.iter().flatten()) {
                     if let Some(h) = holders.get(name.as_str())
@@ -248,7 +285,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                         ));
                     }
                 }
-                plan_existing(w, h)
+                let mut e = plan_existing(w, h);
+                crate::plan_renames::attach_dir_renames(&mut e, w, h, actual);
+                e
             }
             (None, Some(h)) => {
                 if desired.prune {
@@ -267,6 +306,8 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                         repairs: vec![],
                         create: None,
                         existing: Some(existing_of(h)),
+                        rename: None,
+                        dir_renames: vec![],
                     }
                 }
             }
@@ -275,6 +316,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         out.instances.push(entry);
     }
 
+    crate::plan_renames::check_creates(&out.instances, actual, &mut out.errors);
     let creates = out.instances.iter().any(|i| i.action == Action::Create);
     if actual.global_db {
         out.global = actual.global_missing.clone();
@@ -313,6 +355,8 @@ fn destroy(h: &ActualInstance, why: &str) -> InstancePlan {
         repairs: vec![],
         create: None,
         existing: Some(existing_of(h)),
+        rename: None,
+        dir_renames: vec![],
     }
 }
 
@@ -375,6 +419,8 @@ fn plan_create(w: &DesiredInstance) -> InstancePlan {
         repairs: vec![],
         create: Some(spec),
         existing: None,
+        rename: None,
+        dir_renames: vec![],
     }
 }
 
@@ -422,7 +468,7 @@ fn present(v: Option<&Value>) -> Option<Value> {
     }
 }
 
-fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
+pub(crate) fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
     let mut changes = Vec::new();
     for (key, after) in desired_instance_fields(w) {
         let before = present(h.doc.get(key));
@@ -547,6 +593,8 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
         repairs,
         create: None,
         existing: Some(existing_of(h)),
+        rename: None,
+        dir_renames: vec![],
     }
 }
 

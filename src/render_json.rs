@@ -19,7 +19,8 @@ use crate::actual::Finding;
 use crate::apply::{ApplyReport, InstanceOutcome};
 use crate::plan::{self, Plan};
 
-/// The version of the JSON documents' format. Minor versions only add fields.
+/// The version of the JSON documents' format. Minor versions only add fields (1.1: `targets` on
+/// the plan, `renamed_from` and `dir_renames` on each plan instance).
 pub const FORMAT_VERSION: &str = "1.1";
 
 /// The compatibility rule, as stated in the schemas.
@@ -133,6 +134,25 @@ pub struct PlanInstance {
     pub changes: Vec<PlanChange>,
     /// Missing parts to (re)create.
     pub repairs: Vec<PlanRepair>,
+    /// For a rename (`renamed_from`, format 1.1): the domain the instance has before apply; `domain`
+    /// is the one it has after. Null otherwise.
+    #[serde(default)]
+    pub renamed_from: Option<String>,
+    /// Default directories renamed with a locale change (`rename_default_dirs`, format 1.1).
+    #[serde(default)]
+    pub dir_renames: Vec<PlanDirRename>,
+}
+
+/// A default directory renamed with a locale change: the directory doc's `name` and `path`, the
+/// `path` of every descendant directory, and the folder on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanDirRename {
+    /// `administrative` or `photos`.
+    pub kind: String,
+    /// The path before, e.g. `/Administrative`.
+    pub from: String,
+    /// The path after, e.g. `/Administratif`.
+    pub to: String,
 }
 
 /// Which document a change is on.
@@ -272,6 +292,16 @@ impl PlanDocument {
                     reason: i.reason.clone(),
                     changes: i.changes.iter().map(PlanChange::from).collect(),
                     repairs: i.repairs.iter().map(PlanRepair::from).collect(),
+                    renamed_from: i.rename.as_ref().map(|r| r.from.clone()),
+                    dir_renames: i
+                        .dir_renames
+                        .iter()
+                        .map(|r| PlanDirRename {
+                            kind: r.kind.clone(),
+                            from: r.from.clone(),
+                            to: r.to.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
             app_summary: crate::apps::json::plan_app_summary(p),
@@ -338,6 +368,9 @@ pub struct ApplyInstance {
     /// For a created instance: `https://<domain>/?registerToken=<hex>`. A secret, shown only here.
     /// It can be set on a failed create too, when the instance doc was written.
     pub registration_link: Option<String>,
+    /// For a rename (format 1.1): the domain the instance had; `action` is `update` and `domain` the
+    /// new domain. `null` otherwise.
+    pub renamed_from: Option<String>,
 }
 
 impl From<&InstanceOutcome> for ApplyInstance {
@@ -348,6 +381,7 @@ impl From<&InstanceOutcome> for ApplyInstance {
             ok: o.ok,
             error: o.error.clone(),
             registration_link: o.registration_link.clone(),
+            renamed_from: o.renamed_from.clone(),
         }
     }
 }

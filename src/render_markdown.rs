@@ -60,8 +60,16 @@ pub fn render_markdown(plan: &Plan) -> String {
                         DocKind::Settings => format!("settings.{}", c.key),
                     })
                     .collect();
+                keys.extend(
+                    i.dir_renames
+                        .iter()
+                        .map(|r| format!("directory {} => {}", r.from, r.to)),
+                );
                 keys.extend(i.repairs.iter().map(render::describe_repair));
-                format!("- **~ update** `{d}`: {}", keys.join(", "))
+                match &i.rename {
+                    Some(r) => format!("- **~ rename** `{}` => `{d}`: {}", r.from, keys.join(", ")),
+                    None => format!("- **~ update** `{d}`: {}", keys.join(", ")),
+                }
             }
             Action::Repair => {
                 let what: Vec<String> = i.repairs.iter().map(render::describe_repair).collect();

@@ -127,11 +127,21 @@ pub struct InstanceDefaults {
     pub blocking_reason: Option<String>,
     /// Any plan that would destroy the instance fails.
     pub prevent_destroy: Option<bool>,
+    /// When the locale changes, also rename the default directories (Administrative, Photos) from
+    /// the old locale's name to the new one, if they still have the old default name. Default false.
+    pub rename_default_dirs: Option<bool>,
     /// Webapps of every instance that does not set `apps`: bare slugs, installed from
     /// `registry://<slug>/stable`.
     pub apps: Option<Vec<String>>,
     /// Uninstall the apps that are not declared (default false).
     pub apps_prune: Option<bool>,
+    /// Webapps of the default list with a source or a pinned version, by slug: declared on every
+    /// instance that does not set `apps` (or names the slug in it, or in `apps_add`), unless
+    /// removed by its `apps_remove` or overridden by its own `app.<slug>`.
+    pub app: Option<BTreeMap<String, AppConfig>>,
+    /// Konnectors of every instance that manages apps, by slug, unless overridden by its own
+    /// `konnector.<slug>`.
+    pub konnector: Option<BTreeMap<String, AppConfig>>,
 }
 
 /// Whether an instance must exist.
@@ -148,6 +158,10 @@ pub enum StateConfig {
 pub struct InstanceConfig {
     /// `present` (default) or `absent`: destroy the instance if it exists.
     pub state: Option<StateConfig>,
+    /// The domain this instance had: apply renames that instance (keeping its databases, moving its
+    /// folder, setting `old_domain` so cozy-stack redirects the old domain with a 308) instead of
+    /// destroying one instance and creating another. A no-op once done; it may stay in the file.
+    pub renamed_from: Option<String>,
     pub locale: Option<String>,
     pub email: Option<String>,
     pub public_name: Option<String>,
@@ -163,6 +177,7 @@ pub struct InstanceConfig {
     pub blocked: Option<bool>,
     pub blocking_reason: Option<String>,
     pub prevent_destroy: Option<bool>,
+    pub rename_default_dirs: Option<bool>,
     /// Webapps (bare slugs) of this instance; replaces `[defaults] apps`.
     pub apps: Option<Vec<String>>,
     /// Webapps added to the default list.
@@ -200,6 +215,7 @@ pub const STORAGE_KEYS: &[&str] = &["fs_root"];
 /// Keys of an instance table, in canonical order.
 pub const INSTANCE_KEYS: &[&str] = &[
     "state",
+    "renamed_from",
     "locale",
     "email",
     "public_name",
@@ -213,6 +229,7 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "rename_default_dirs",
     "apps",
     "apps_add",
     "apps_remove",
@@ -234,8 +251,11 @@ pub const DEFAULT_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "rename_default_dirs",
     "apps",
     "apps_prune",
+    "app",
+    "konnector",
 ];
 /// Instance keys stored in the settings doc rather than the instance doc.
 pub const SETTINGS_DOC_KEYS: &[&str] = &["email", "public_name", "phone", "tz"];

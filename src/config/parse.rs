@@ -212,12 +212,14 @@ pub fn load_str(
     let app_defaults = root
         .get("defaults")
         .and_then(Item::as_table_like)
-        .map(|t| w.app_defaults(t))
+        .map(|t| w.app_defaults(t, base_dir))
         .unwrap_or_default();
     let mut instances: BTreeMap<String, DesiredInstance> = BTreeMap::new();
     let mut seen: HashMap<String, Option<Range<usize>>> = HashMap::new();
     // alias -> (owner domain, span)
     let mut alias_owner: HashMap<String, (String, Option<Range<usize>>)> = HashMap::new();
+    // old domain -> (the instance renamed from it, span of its renamed_from)
+    let mut renamed_from: HashMap<String, (String, Option<Range<usize>>)> = HashMap::new();
     if let Some(item) = root.get("instances")
         && let Some(t) = w.table(item, root.key("instances"), "instances", "instances")
     {
@@ -308,6 +310,36 @@ pub fn load_str(
             inst.blocked = merged.blocked;
             inst.blocking_reason = merged.blocking_reason.clone();
             inst.settings = merged.settings;
+            inst.rename_default_dirs = merged.rename_default_dirs.unwrap_or(false);
+            if let Some((raw, span)) = w.string(it, "renamed_from") {
+                match validate_domain(&raw) {
+                    Err(e) => w.err(
+                        span,
+                        format!("invalid renamed_from {raw:?} of {what}: {e}"),
+                        Some(
+                            "renamed_from is the domain the instance had, e.g. renamed_from = \"old.example.com\""
+                                .into(),
+                        ),
+                    ),
+                    Ok(old) if old == domain => w.err(
+                        span,
+                        format!("{what} is renamed from itself"),
+                        Some("remove renamed_from, or set it to the domain the instance had".into()),
+                    ),
+                    Ok(old) => {
+                        if let Some((other, _)) = renamed_from.get(&old) {
+                            w.err(
+                                span.clone(),
+                                format!("{other:?} and {domain:?} are both renamed from {old:?}"),
+                                Some("an instance can be renamed to one domain only".into()),
+                            );
+                        } else {
+                            renamed_from.insert(old.clone(), (domain.clone(), span));
+                        }
+                        inst.renamed_from = Some(old);
+                    }
+                }
+            }
             for (k, v) in [
                 ("email", merged.email),
                 ("public_name", merged.public_name),
@@ -422,6 +454,23 @@ pub fn load_str(
         }
     }
 
+    for (old, (new, span)) in &renamed_from {
+        if seen.contains_key(old) {
+            w.err(
+                span.clone(),
+                format!("{new:?} is renamed from {old:?}, which is also declared as an instance"),
+                Some(format!(
+                    "remove the declaration of {old:?} (the rename moves it), or remove renamed_from"
+                )),
+            );
+        } else if let Some((owner, _)) = alias_owner.get(old) {
+            w.err(
+                span.clone(),
+                format!("{new:?} is renamed from {old:?}, which is declared as an alias of {owner:?}"),
+                Some("renamed_from names the domain the instance had, not another instance's alias".into()),
+            );
+        }
+    }
     let has_errors = w.diags.iter().any(|d| d.severity == Severity::Error);
     if has_errors {
         return Err(w.finish_err());
@@ -492,6 +541,7 @@ struct Fields {
     blocking_reason: Option<String>,
     blocking_reason_span: Option<Range<usize>>,
     prevent_destroy: Option<bool>,
+    rename_default_dirs: Option<bool>,
 }
 
 impl Fields {
@@ -520,6 +570,7 @@ impl Fields {
             },
             blocking_reason_span: self.blocking_reason_span.clone(),
             prevent_destroy: self.prevent_destroy.or(d.prevent_destroy),
+            rename_default_dirs: self.rename_default_dirs.or(d.rename_default_dirs),
         }
     }
 }
@@ -662,6 +713,7 @@ impl Walker<'_> {
             uuid: self.nonempty_string(t, "uuid", "\"…\""),
             blocked: self.boolean(t, "blocked").map(|b| b.0),
             prevent_destroy: self.boolean(t, "prevent_destroy").map(|b| b.0),
+            rename_default_dirs: self.boolean(t, "rename_default_dirs").map(|b| b.0),
             ..Fields::default()
         };
         if let Some(l) = &f.locale
