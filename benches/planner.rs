@@ -35,11 +35,8 @@ fn fleet(n: usize) -> (Desired, Actual) {
             domain: domain.clone(),
             db_prefix: prefix.clone(),
             doc,
-            doctypes: layout::INSTANCE_DOCTYPES.iter().map(|s| s.to_string()).collect(),
-            databases: layout::INSTANCE_DOCTYPES
-                .iter()
-                .map(|dt| layout::db_name(&prefix, dt))
-                .collect(),
+            doctypes: cozyform::dbset::DoctypeSet::all(),
+            other_databases: Vec::new(),
             fs: FsState {
                 root: true,
                 trash: true,

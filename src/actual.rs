@@ -13,6 +13,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::clusters::Stores;
+use crate::dbset::{DbGrouper, DoctypeSet, PrefixDbs};
 use crate::fsops::{self, FsState};
 use crate::layout;
 use crate::store::{Store, StoreResult};
@@ -84,10 +85,11 @@ pub struct ActualInstance {
     pub db_prefix: String,
     /// The instance doc without `_id`, `_rev` and secrets.
     pub doc: Map<String, Value>,
-    /// Doctypes of the instance databases that exist (among the layout's).
-    pub doctypes: BTreeSet<String>,
-    /// Every database name with the instance's prefix.
-    pub databases: Vec<String>,
+    /// Doctypes of the instance databases that exist (among the layout's), as a bitset.
+    pub doctypes: DoctypeSet,
+    /// Database names with the instance's prefix that are not layout databases (see
+    /// [`ActualInstance::databases`] for all of them).
+    pub other_databases: Vec<String>,
     pub fs: FsState,
     /// The settings doc without `_id`/`_rev`.
     pub settings: Observed<Map<String, Value>>,
@@ -97,6 +99,16 @@ pub struct ActualInstance {
 impl ActualInstance {
     pub fn deleting(&self) -> bool {
         self.doc.get("deleting").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// Every database name with the instance's prefix, sorted: the layout ones of `doctypes` and
+    /// `other_databases`.
+    pub fn databases(&self) -> Vec<String> {
+        crate::dbset::PrefixDbs {
+            doctypes: self.doctypes,
+            other: self.other_databases.clone(),
+        }
+        .names(&self.db_prefix)
     }
 
     pub fn aliases(&self) -> Vec<String> {
@@ -235,30 +247,20 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     if !actual.global_db {
         return Ok(actual);
     }
-    let scans = futures::future::try_join_all(
-        stores
-            .instance_stores()
-            .into_iter()
-            .map(|s| s.all_dbs("cozy", "cozy\u{fff0}")),
-    );
+    // Names are grouped page by page: a fleet has millions of databases.
+    let scans = futures::future::try_join_all(stores.instance_stores().into_iter().map(|s| async move {
+        let mut g = DbGrouper::default();
+        s.all_dbs_each("cozy", "cozy\u{fff0}", &mut |page| g.add_page(page))
+            .await
+            .map(|_| g.by_prefix)
+    }));
     let (docs, dbs, global) = tokio::try_join!(read_instance_docs(store), scans, read_global_design(store),)
         .context("reading global/instances and the database lists")?;
     actual.global_missing = global;
     crate::progress::timing("read: bulk requests", started);
 
     // One map per instance store (each cluster, or the main store alone).
-    let dbs_by_prefix: Vec<HashMap<String, Vec<String>>> = dbs
-        .into_iter()
-        .map(|list| {
-            let mut m: HashMap<String, Vec<String>> = HashMap::new();
-            for name in list {
-                if let Some((p, _)) = name.split_once('/') {
-                    m.entry(p.to_string()).or_default().push(name);
-                }
-            }
-            m
-        })
-        .collect();
+    let dbs_by_prefix: Vec<HashMap<String, PrefixDbs>> = dbs;
 
     let mut by_domain: BTreeMap<String, Vec<ActualInstance>> = BTreeMap::new();
     // Prefixes claimed by more than one doc: their database lists are copied, the others moved.
@@ -325,18 +327,15 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             Some(v) if shared_prefixes.contains(&db_prefix) => v.clone(),
             Some(v) => std::mem::take(v),
             None if !esc.starts_with("cozy") || !scanned_some => {
-                stores
-                    .for_cluster(cluster)
-                    .all_dbs(&format!("{esc}/"), &format!("{esc}0"))
-                    .await?
+                PrefixDbs::from_names(
+                    stores
+                        .for_cluster(cluster)
+                        .all_dbs(&format!("{esc}/"), &format!("{esc}0"))
+                        .await?,
+                )
             }
-            None => Vec::new(),
+            None => PrefixDbs::default(),
         };
-        let doctypes = layout::INSTANCE_DOCTYPES
-            .iter()
-            .filter(|dt| databases.contains(&layout::db_name(&db_prefix, dt)))
-            .map(|dt| dt.to_string())
-            .collect();
         // Probed below, on a blocking thread, while the per-instance requests run.
         let fs = FsState::default();
         by_domain.entry(domain.clone()).or_default().push(ActualInstance {
@@ -345,8 +344,8 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             domain,
             db_prefix,
             doc: redact_owned(doc),
-            doctypes,
-            databases,
+            doctypes: databases.doctypes,
+            other_databases: databases.other,
             fs,
             settings: Observed::NotRead,
             deep: None,

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clusters;
 pub mod commands;
 pub mod config;
+pub mod dbset;
 pub mod desired;
 pub mod domain;
 pub mod fsops;

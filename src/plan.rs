@@ -635,11 +635,8 @@ pub(crate) mod tests {
             domain: domain.into(),
             db_prefix: prefix.clone(),
             doc: m,
-            doctypes: layout::INSTANCE_DOCTYPES.iter().map(|s| s.to_string()).collect(),
-            databases: layout::INSTANCE_DOCTYPES
-                .iter()
-                .map(|d| layout::db_name(&prefix, d))
-                .collect(),
+            doctypes: crate::dbset::DoctypeSet::all(),
+            other_databases: Vec::new(),
             fs: FsState {
                 root: true,
                 trash: true,

@@ -312,7 +312,7 @@ pub async fn basis(store: Option<&Store>, actual: &Actual, plan: &Plan) -> Resul
     let mut label: BTreeMap<String, String> = BTreeMap::new();
     for i in &actual.instances {
         let esc = layout::escaped_db_prefix(&i.db_prefix);
-        groups.entry(esc.clone()).or_insert_with(|| i.databases.clone());
+        groups.entry(esc.clone()).or_insert_with(|| i.databases());
         label.insert(esc, i.domain.clone());
     }
     for i in &plan.instances {

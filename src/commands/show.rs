@@ -89,7 +89,8 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         .iter()
         .map(|dt| layout::db_name(&inst.db_prefix, dt))
         .collect();
-    let other: Vec<&String> = inst.databases.iter().filter(|d| !known.contains(d)).collect();
+    let all = inst.databases();
+    let other: Vec<&String> = all.iter().filter(|d| !known.contains(d)).collect();
 
     let locale = inst
         .doc

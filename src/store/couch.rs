@@ -219,6 +219,17 @@ impl CouchStore {
 
     pub async fn all_dbs(&self, start: &str, end: &str) -> StoreResult<Vec<String>> {
         let mut out = Vec::new();
+        self.all_dbs_each(start, end, &mut |page| out.extend(page)).await?;
+        Ok(out)
+    }
+
+    /// [`CouchStore::all_dbs`], one page at a time.
+    pub async fn all_dbs_each(
+        &self,
+        start: &str,
+        end: &str,
+        f: &mut (dyn FnMut(Vec<String>) + Send),
+    ) -> StoreResult<()> {
         let mut from = start.to_string();
         let mut skip = 0usize;
         loop {
@@ -239,9 +250,9 @@ impl CouchStore {
                 from = last.clone();
                 skip = 1;
             }
-            out.extend(page);
+            f(page);
             if n < PAGE_SIZE {
-                return Ok(out);
+                return Ok(());
             }
         }
     }

@@ -192,6 +192,38 @@ impl EmbeddedStore {
         })
     }
 
+    /// [`EmbeddedStore::all_dbs`], in pages of 2,000 names.
+    pub async fn all_dbs_each(
+        &self,
+        start: &str,
+        end: &str,
+        f: &mut (dyn FnMut(Vec<String>) + Send),
+    ) -> StoreResult<()> {
+        const PAGE: usize = 2000;
+        let mut after: Option<String> = None;
+        loop {
+            self.counter.inc();
+            let page: Vec<String> = self.read(|c| {
+                let mut st = c
+                    .prepare(
+                        "SELECT name FROM dbs WHERE name >= ?1 AND name <= ?2 AND (?3 IS NULL OR name > ?3) \
+                         ORDER BY name LIMIT ?4",
+                    )
+                    .at(&self.path)?;
+                let rows = st
+                    .query_map(params![start, end, after, PAGE as i64], |r| r.get(0))
+                    .at(&self.path)?;
+                rows.collect::<rusqlite::Result<Vec<String>>>().at(&self.path)
+            })?;
+            let n = page.len();
+            after = page.last().cloned();
+            f(page);
+            if n < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
     /// Creates a database. `Ok(false)` when it already existed.
     pub async fn create_db(&self, db: &str) -> StoreResult<bool> {
         self.counter.inc();

@@ -139,6 +139,17 @@ impl Store {
         dispatch!(self, s => s.all_dbs(start, end).await)
     }
 
+    /// Like [`Store::all_dbs`], handing the names to `f` page by page instead of collecting them
+    /// (a fleet's scan holds millions of names).
+    pub async fn all_dbs_each(
+        &self,
+        start: &str,
+        end: &str,
+        f: &mut (dyn FnMut(Vec<String>) + Send),
+    ) -> StoreResult<()> {
+        dispatch!(self, s => s.all_dbs_each(start, end, f).await)
+    }
+
     /// Creates a database. `Ok(false)` when it already existed.
     pub async fn create_db(&self, db: &str) -> StoreResult<bool> {
         dispatch!(self, s => s.create_db(db).await)
