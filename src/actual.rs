@@ -262,7 +262,9 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     // One map per instance store (each cluster, or the main store alone).
     let dbs_by_prefix: Vec<HashMap<String, PrefixDbs>> = dbs;
 
-    let mut by_domain: BTreeMap<String, Vec<ActualInstance>> = BTreeMap::new();
+    // Every doc with a domain, then sorted by domain (stable: docs keep their order within a domain);
+    // one flat vector rather than a map of vectors, for the memory of a large fleet.
+    let mut found: Vec<ActualInstance> = Vec::with_capacity(docs.len());
     // Prefixes claimed by more than one doc: their database lists are copied, the others moved.
     let shared_prefixes: std::collections::HashSet<String> = {
         let mut seen: HashMap<&str, u32> = HashMap::with_capacity(docs.len());
@@ -338,7 +340,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         };
         // Probed below, on a blocking thread, while the per-instance requests run.
         let fs = FsState::default();
-        by_domain.entry(domain.clone()).or_default().push(ActualInstance {
+        found.push(ActualInstance {
             id,
             rev,
             domain,
@@ -351,8 +353,11 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             deep: None,
         });
     }
-    for (domain, mut list) in by_domain {
+    drop(dbs_by_prefix);
+    found.sort_by(|a, b| a.domain.cmp(&b.domain));
+    for list in found.chunk_by(|a, b| a.domain == b.domain) {
         if list.len() > 1 {
+            let domain = list[0].domain.clone();
             let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
             actual.findings.push(Finding {
                 domain: Some(domain.clone()),
@@ -364,10 +369,12 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
                 ),
             });
             actual.ambiguous.insert(domain);
-            continue;
         }
-        actual.instances.push(list.pop().expect("one"));
     }
+    if !actual.ambiguous.is_empty() {
+        found.retain(|i| !actual.ambiguous.contains(&i.domain));
+    }
+    actual.instances = found;
 
     // Per-instance reads, concurrently and bounded.
     crate::progress::timing("read: instance docs processed, folders probed", started);

@@ -204,14 +204,14 @@ impl EmbeddedStore {
         loop {
             self.counter.inc();
             let page: Vec<String> = self.read(|c| {
-                let mut st = c
-                    .prepare(
-                        "SELECT name FROM dbs WHERE name >= ?1 AND name <= ?2 AND (?3 IS NULL OR name > ?3) \
-                         ORDER BY name LIMIT ?4",
-                    )
-                    .at(&self.path)?;
+                // Two forms so that SQLite seeks with the index (an `OR` would scan from `start`).
+                let (sql, from) = match &after {
+                    None => ("SELECT name FROM dbs WHERE name >= ?1 AND name <= ?2 ORDER BY name LIMIT ?3", start),
+                    Some(a) => ("SELECT name FROM dbs WHERE name > ?1 AND name <= ?2 ORDER BY name LIMIT ?3", a.as_str()),
+                };
+                let mut st = c.prepare_cached(sql).at(&self.path)?;
                 let rows = st
-                    .query_map(params![start, end, after, PAGE as i64], |r| r.get(0))
+                    .query_map(params![from, end, PAGE as i64], |r| r.get(0))
                     .at(&self.path)?;
                 rows.collect::<rusqlite::Result<Vec<String>>>().at(&self.path)
             })?;
