@@ -181,7 +181,8 @@ fn redact_owned(doc: Value) -> Map<String, Value> {
     for k in layout::SECRET_KEYS {
         m.remove(*k);
     }
-    m
+    // At its exact size (same order): kept for every instance of a fleet.
+    m.into_iter().collect()
 }
 
 /// Reads every instance doc of `global/instances`, design docs skipped.
@@ -213,6 +214,8 @@ pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
                         for k in layout::SECRET_KEYS {
                             m.remove(*k);
                         }
+                        // Rebuilt at its exact size: the map kept the capacity of the secrets.
+                        *m = std::mem::take(m).into_iter().collect();
                     }
                     d
                 }),
