@@ -205,9 +205,7 @@ async fn compute(desired: &Desired, store: Option<&Stores>, args: &ReadArgs) -> 
             .inspect_err(|_| crate::progress::finish())?,
         None => Actual::default(),
     };
-    // Apps are read from the main store: with [[couchdb.clusters]], apps of instances on other
-    // clusters are not routed yet (see clusters::Stores::for_instance).
-    crate::apps::gather(store.map(|s| &s.main), desired, &mut actual, args.parallelism as usize)
+    crate::apps::gather(store, desired, &mut actual, args.parallelism as usize)
         .await
         .inspect_err(|_| crate::progress::finish())?;
     crate::progress::message("planning");
@@ -469,7 +467,7 @@ async fn apply_locked(
         }
     });
     let mut report = apply::apply_in(stores, desired, &p, &opts).await;
-    report.apps = crate::apps::install::apply_apps(store, &p, &opts, &report).await;
+    report.apps = crate::apps::install::apply_apps(stores, &p, &opts, &report).await;
     crate::progress::finish();
     watcher.abort();
     Ok(Locked::Applied(report))
