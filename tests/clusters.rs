@@ -238,7 +238,10 @@ fn apps_of_an_instance_on_another_cluster_live_on_that_cluster() {
     let on_second = app(f.second.store()).expect("app doc on cluster 1");
     assert_eq!(on_second["state"], "ready");
     // A file:// source's version carries a hash of the code, as cozy-stack writes it.
-    assert!(on_second["version"].as_str().unwrap().starts_with("0.1.0"), "{on_second}");
+    assert!(
+        on_second["version"].as_str().unwrap().starts_with("0.1.0"),
+        "{on_second}"
+    );
     assert!(app(f.ws.store()).is_none());
     let konn = docs_on(f.second.store(), d, "io.cozy.konnectors");
     assert_eq!(konn.len(), 1, "{konn:?}");
@@ -290,7 +293,10 @@ fn import_and_show_read_instances_on_other_clusters() {
     let text = std::fs::read_to_string(f.ws.config_path()).unwrap();
     assert!(text.contains("[instances.\"a.example\"]"), "{text}");
     assert!(
-        text.contains(&format!("[instances.\"a.example\".app.mytool]\nsource = \"file://{}\"", tool.display())),
+        text.contains(&format!(
+            "[instances.\"a.example\".app.mytool]\nsource = \"file://{}\"",
+            tool.display()
+        )),
         "{text}"
     );
     f.ws.assert_no_changes();
@@ -299,8 +305,5 @@ fn import_and_show_read_instances_on_other_clusters() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let n = layout::INSTANCE_DOCTYPES.len();
-    assert!(
-        stdout.contains(&format!("databases: {n} of {n} present")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("databases: {n} of {n} present")), "{stdout}");
 }

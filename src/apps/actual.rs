@@ -68,7 +68,11 @@ fn installed_of(kind: AppKind, doc: &Value) -> Option<InstalledApp> {
 
 /// The installed apps and konnectors of one instance (on cluster `couch_cluster`), sorted by
 /// (kind, slug).
-pub async fn read_instance_apps(stores: &Stores, couch_cluster: u32, db_prefix: &str) -> StoreResult<Vec<InstalledApp>> {
+pub async fn read_instance_apps(
+    stores: &Stores,
+    couch_cluster: u32,
+    db_prefix: &str,
+) -> StoreResult<Vec<InstalledApp>> {
     let store = instance_store(stores, couch_cluster);
     let (apps_db, konns_db) = (
         layout::db_name(db_prefix, AppKind::Webapp.doctype()),
