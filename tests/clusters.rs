@@ -305,5 +305,12 @@ fn import_and_show_read_instances_on_other_clusters() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let n = layout::INSTANCE_DOCTYPES.len();
-    assert!(stdout.contains(&format!("databases: {n} of {n} present")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("databases: {n} of {n} present (on cluster 1)")),
+        "{stdout}"
+    );
+    let out = f.ws.cmd().args(["show", d, "--json"]).output().unwrap();
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["databases"]["cluster"], 1, "{j}");
+    assert_eq!(j["databases"]["missing"], serde_json::json!([]), "{j}");
 }

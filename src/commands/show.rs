@@ -139,6 +139,8 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         "secrets_present": secrets,
         "settings": settings,
         "databases": {
+            // The `[[couchdb.clusters]]` index holding them; null without clusters (main URL).
+            "cluster": (!stores.clusters.is_empty()).then(|| crate::clusters::couch_cluster_of(&inst.doc)),
             "present": inst.doctypes,
             "missing": missing,
             "other": other,
@@ -212,9 +214,13 @@ fn render_text(d: &Value) -> String {
     let missing = list(&d["databases"]["missing"]);
     let other = list(&d["databases"]["other"]);
     out.push_str(&format!(
-        "\ndatabases: {} of {} present\n",
+        "\ndatabases: {} of {} present{}\n",
         present.len(),
-        present.len() + missing.len()
+        present.len() + missing.len(),
+        match d["databases"]["cluster"].as_u64() {
+            Some(n) => format!(" (on cluster {n})"),
+            None => String::new(),
+        }
     ));
     if !missing.is_empty() {
         out.push_str(&format!("  missing: {}\n", missing.join(", ")));
