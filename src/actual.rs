@@ -106,6 +106,8 @@ pub struct Actual {
     pub ambiguous: BTreeSet<String>,
     /// `_rev` of each instance doc by id, and the database names seen, for saved-plan staleness.
     pub revs: BTreeMap<String, String>,
+    /// Databases and folders no instance doc claims (see [`crate::orphans`]).
+    pub orphans: Vec<crate::orphans::Orphan>,
 }
 
 impl Actual {
@@ -180,6 +182,27 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
     }
 
     let mut by_domain: BTreeMap<String, Vec<ActualInstance>> = BTreeMap::new();
+    // Prefixes and folders claimed by any instance doc, even a broken one: never leftovers.
+    let mut claimed_prefixes = BTreeSet::new();
+    let mut claimed_domains = BTreeSet::new();
+    for doc in &docs {
+        for key in ["prefix", "domain"] {
+            if let Some(p) = doc.get(key).and_then(Value::as_str).filter(|p| !p.is_empty()) {
+                claimed_prefixes.insert(layout::escaped_db_prefix(p));
+            }
+        }
+        if let Some(d) = doc.get("domain").and_then(Value::as_str) {
+            claimed_domains.insert(d.to_string());
+        }
+    }
+    let sorted_dbs: BTreeMap<String, Vec<String>> =
+        dbs_by_prefix.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    actual.orphans = crate::orphans::find_database_orphans(store, &sorted_dbs, &claimed_prefixes)
+        .await
+        .context("reading leftover databases")?;
+    actual
+        .orphans
+        .extend(crate::orphans::find_folder_orphans(fs_root, &claimed_domains));
     for doc in docs {
         let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default().to_string();
         let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();

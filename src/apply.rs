@@ -78,11 +78,19 @@ pub struct InstanceOutcome {
 pub struct ApplyReport {
     pub global_error: Option<String>,
     pub outcomes: Vec<InstanceOutcome>,
+    /// Leftovers (see [`crate::orphans`]) removed, and the errors of those that could not be.
+    pub leftovers_removed: usize,
+    pub leftover_errors: Vec<String>,
+    /// Set when the lock could not be released at the end (the message says how to release it).
+    pub lock_error: Option<String>,
 }
 
 impl ApplyReport {
     pub fn failed(&self) -> usize {
-        self.outcomes.iter().filter(|o| !o.ok).count() + usize::from(self.global_error.is_some())
+        self.outcomes.iter().filter(|o| !o.ok).count()
+            + usize::from(self.global_error.is_some())
+            + self.leftover_errors.len()
+            + usize::from(self.lock_error.is_some())
     }
     pub fn count(&self, action: Action) -> usize {
         self.outcomes.iter().filter(|o| o.ok && o.action == action).count()
@@ -115,16 +123,29 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
         // Without the global database nothing can be created; updates may still go on.
     }
     let global_failed = report.global_error.is_some();
+    // Once the store stops answering (retries exhausted), no new instance is started: each would
+    // only wait for its own retries to fail.
+    let unreachable = AtomicBool::new(global_failed && is_unreachable(report.global_error.as_deref()));
+    let unreachable = &unreachable;
     let results: Vec<InstanceOutcome> = futures::stream::iter(work.into_iter().map(|ip| {
         let desired_inst = desired.instances.get(&ip.domain);
         async move {
             let mut link = None;
             let result = if opts.cancel.load(Ordering::SeqCst) {
                 Err(anyhow!("not started: the run was interrupted"))
+            } else if unreachable.load(Ordering::SeqCst) {
+                Err(anyhow!("not started: the store stopped answering earlier in this run"))
             } else if global_failed && ip.action == Action::Create {
                 Err(anyhow!("not created: global/instances could not be prepared"))
             } else {
-                apply_one(store, desired_inst, ip, opts, &mut link).await
+                let r = apply_one(store, desired_inst, ip, opts, &mut link).await;
+                if let Err(e) = &r
+                    && e.chain()
+                        .any(|c| c.downcast_ref::<StoreError>().is_some_and(StoreError::is_retryable))
+                {
+                    unreachable.store(true, Ordering::SeqCst);
+                }
+                r
             };
             InstanceOutcome {
                 domain: ip.domain.clone(),
@@ -140,7 +161,24 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
     .await;
     report.outcomes = results;
     report.outcomes.sort_by(|a, b| a.domain.cmp(&b.domain));
+    // Leftovers last: each is checked again before it is removed (crate::orphans).
+    for o in &plan.orphans {
+        if opts.cancel.load(Ordering::SeqCst) {
+            report
+                .leftover_errors
+                .push(format!("{}: not removed: the run was interrupted", o.describe()));
+            continue;
+        }
+        match crate::orphans::remove(store, &opts.fs_root, o).await {
+            Ok(()) => report.leftovers_removed += 1,
+            Err(e) => report.leftover_errors.push(format!("{}: {e:#}", o.describe())),
+        }
+    }
     report
+}
+
+fn is_unreachable(global_error: Option<&str>) -> bool {
+    global_error.is_some_and(|e| e.contains("failed:") || e.contains("answered 5"))
 }
 
 /// Applies one instance's plan. `link` receives the registration link as soon as the instance doc
@@ -409,11 +447,13 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec, link:
     )?;
 
     // 6. Final update: the doc ends at rev 2, as after cozy-stack's creation.
+    // A conflict means someone (cozy-stack, an operator) already wrote the doc after us: it is
+    // past rev 1 then, and re-writing our version would undo their change.
     doc["_rev"] = json!(rev);
-    store
-        .put_doc(layout::GLOBAL_INSTANCES_DB, &doc)
-        .await
-        .context("finishing the instance doc")?;
+    match store.put_doc(layout::GLOBAL_INSTANCES_DB, &doc).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => {}
+        Err(e) => return Err(e).context("finishing the instance doc"),
+    }
 
     Ok(())
 }

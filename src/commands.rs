@@ -295,9 +295,20 @@ pub(crate) async fn apply_under_lock(
     })?;
     let result = apply_locked(store, desired, args, shown).await;
     let released = crate::lock::release(store, &lock).await;
-    let outcome = result?;
-    released.context("releasing the lock")?;
-    Ok(outcome)
+    let how = format!(
+        "the lock {} is still held, and the next run will be refused: once no cozyform run is active, release it with: cozyform force-unlock {}",
+        lock.id, lock.id
+    );
+    match (result, released) {
+        (Ok(outcome), Ok(())) => Ok(outcome),
+        (Ok(Locked::Applied(mut report)), Err(e)) => {
+            report.lock_error = Some(format!("releasing the lock failed ({e:#}); {how}"));
+            Ok(Locked::Applied(report))
+        }
+        (Ok(Locked::StateChanged), Err(e)) => Err(e.context(how)),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(_)) => Err(e.context(how)),
+    }
 }
 
 async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown: &Plan) -> Result<Locked> {
@@ -353,6 +364,15 @@ fn print_report(report: &ApplyReport, st: Style) {
                 println!("{}: {what}.", o.domain)
             }
         }
+    }
+    if let Some(e) = &report.lock_error {
+        println!("{}Error{}: {e}", st.red, st.reset);
+    }
+    for e in &report.leftover_errors {
+        println!("{}Error{}: leftover {e}", st.red, st.reset);
+    }
+    if report.leftovers_removed > 0 {
+        println!("Removed {} leftover(s) of interrupted creates.", report.leftovers_removed);
     }
     let added = report.count(Action::Create);
     let changed = report.count(Action::Update) + report.count(Action::Repair);

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod fsops;
 pub mod layout;
 pub mod lock;
+pub mod orphans;
 pub mod plan;
 pub mod quota;
 pub mod render;

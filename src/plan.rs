@@ -124,6 +124,9 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// Reasons this plan must not be applied (e.g. `prevent_destroy`).
     pub errors: Vec<String>,
+    /// Leftovers apply removes (only removable ones; the others are findings), see [`crate::orphans`].
+    #[serde(default)]
+    pub orphans: Vec<crate::orphans::Orphan>,
 }
 
 impl Plan {
@@ -144,7 +147,7 @@ impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
         let s = self.summary();
-        s.add + s.change + s.destroy > 0 || !self.global.is_empty() || self.create_global_db
+        s.add + s.change + s.destroy > 0 || !self.global.is_empty() || self.create_global_db || !self.orphans.is_empty()
     }
 }
 
@@ -260,6 +263,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         out.instances.push(entry);
     }
 
+    plan_orphans(&mut out, actual);
     let creates = out.instances.iter().any(|i| i.action == Action::Create);
     if actual.global_db {
         out.global = actual.global_missing.clone();
@@ -271,6 +275,30 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             .collect();
     }
     out
+}
+
+/// Leftovers: those of an instance about to be created are its unfinished create (the create
+/// reuses them); the removable others are removed by apply; every one is reported.
+fn plan_orphans(out: &mut Plan, actual: &Actual) {
+    use crate::orphans::Orphan;
+    let creating: Vec<&CreateSpec> = out.instances.iter().filter_map(|i| i.create.as_ref()).collect();
+    for o in &actual.orphans {
+        let reused = creating.iter().any(|c| match o {
+            Orphan::Databases { prefix, .. } => *prefix == layout::escaped_db_prefix(&c.prefix),
+            Orphan::Folder { name, .. } => *name == c.domain,
+        });
+        if reused {
+            continue;
+        }
+        out.findings.push(Finding {
+            domain: None,
+            doc_id: None,
+            message: o.finding_message(),
+        });
+        if o.removable() {
+            out.orphans.push(o.clone());
+        }
+    }
 }
 
 fn existing_of(h: &ActualInstance) -> Existing {

@@ -1,0 +1,243 @@
+//! Crash safety: `cozyform apply` is killed with SIGKILL at random points while it creates,
+//! modifies and destroys instances; the store (a separate server process, or the embedded SQLite
+//! file) survives. Then the stuck lock is released with `force-unlock` and `apply` runs again, and
+//! the state must be exactly the declared one: plan empty, no instance lost or duplicated, none
+//! keeping `deleting`, no leftover database or folder, one instance doc per domain.
+//!
+//! Sometimes the recovery apply uses the *other* configuration (the operator changed their mind
+//! after the crash): an interrupted create then leaves databases no instance claims, which the
+//! plan must show and apply must remove (see `cozyform::orphans`).
+//!
+//! Runs: `COZYFORM_CRASH_RUNS` kills per backend (default 8 on CouchDB, 6 on the embedded store);
+//! `COZYFORM_CRASH_SEED` replays a run (the seed is printed).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use cozyform::layout::{self, GLOBAL_INSTANCES_DB, db_name, instance_prefix};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+
+/// Instances in both configurations: they must never be recreated (secrets and a marker doc kept).
+const KEPT: &[&str] = &["kept1.example.com", "kept2.example.com"];
+
+/// Configuration A: kept1, kept2, a1, a2. Configuration B: kept1, kept2 modified, b1, b2; a1 and
+/// a2 are destroyed by prune (and b1, b2 going back to A).
+fn config(ws: &Workspace, which: char) {
+    let body = match which {
+        'A' => {
+            "[instances.\"kept1.example.com\"]\nlocale = \"en\"\nemail = \"k1@example.com\"\n\
+             [instances.\"kept2.example.com\"]\npublic_name = \"Kept Two\"\n\
+             [instances.\"a1.example.com\"]\nemail = \"a1@example.com\"\n\
+             [instances.\"a2.example.com\"]\nlocale = \"fr\"\n"
+        }
+        _ => {
+            "[instances.\"kept1.example.com\"]\nlocale = \"fr\"\nemail = \"k1-new@example.com\"\ncontext = \"ctx\"\n\
+             [instances.\"kept2.example.com\"]\npublic_name = \"Kept Two renamed\"\nblocked = true\nblocking_reason = \"PAYMENT_FAILED\"\n\
+             [instances.\"b1.example.com\"]\nemail = \"b1@example.com\"\n\
+             [instances.\"b2.example.com\"]\n"
+        }
+    };
+    ws.write_config("prune = true\n", body);
+}
+
+fn declared(which: char) -> BTreeSet<String> {
+    let list: &[&str] = match which {
+        'A' => &["a1.example.com", "a2.example.com"],
+        _ => &["b1.example.com", "b2.example.com"],
+    };
+    KEPT.iter().chain(list).map(|s| s.to_string()).collect()
+}
+
+fn instance_id(domain: &str) -> String {
+    layout::derived_id("instance", domain)
+}
+
+/// The identity of the kept instances: their secret (a recreation would draw a new one).
+fn identities(store: &cozyform::store::Store) -> BTreeMap<String, Value> {
+    KEPT.iter()
+        .map(|d| {
+            let doc = block_on(store.get_doc(GLOBAL_INSTANCES_DB, &instance_id(d)))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{d}: instance doc missing"));
+            (d.to_string(), doc["oauth_secret"].clone())
+        })
+        .collect()
+}
+
+/// Checks every invariant of the issue against the store and the disk.
+fn check_state(ws: &Workspace, which: char, ids: &BTreeMap<String, Value>, ctx: &str) {
+    let store = ws.store();
+    let want = declared(which);
+    let docs = block_on(cozyform::actual::read_instance_docs(&store)).unwrap();
+    let mut per_domain: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &docs {
+        let domain = d["domain"].as_str().unwrap_or_else(|| panic!("{ctx}: doc without domain: {d}"));
+        *per_domain.entry(domain.to_string()).or_default() += 1;
+        assert_ne!(d.get("deleting"), Some(&json!(true)), "{ctx}: {domain} keeps `deleting`");
+    }
+    for (d, n) in &per_domain {
+        assert_eq!(*n, 1, "{ctx}: {n} instance docs for {d}");
+    }
+    let have: BTreeSet<String> = per_domain.keys().cloned().collect();
+    assert_eq!(have, want, "{ctx}: instances differ from the declared ones");
+
+    let dbs = block_on(store.all_dbs("cozy", "cozy\u{fff0}")).unwrap();
+    let prefixes: BTreeSet<String> = want.iter().map(|d| instance_prefix(d)).collect();
+    for db in &dbs {
+        let p = db.split('/').next().unwrap();
+        assert!(prefixes.contains(p), "{ctx}: leftover database {db}");
+    }
+    for d in &want {
+        for dt in layout::INSTANCE_DOCTYPES {
+            let name = db_name(&instance_prefix(d), dt);
+            assert!(dbs.contains(&name), "{ctx}: {d}: database {name} missing");
+        }
+    }
+    let folders: BTreeSet<String> = std::fs::read_dir(ws.fs_root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(folders, want, "{ctx}: folders differ from the declared instances");
+
+    assert_eq!(&identities(&store), ids, "{ctx}: a kept instance was recreated (its secret changed)");
+    for d in KEPT {
+        let contacts = db_name(&instance_prefix(d), layout::CONTACTS);
+        assert!(
+            block_on(store.get_doc(&contacts, "marker-user-data")).unwrap().is_some(),
+            "{ctx}: {d}: user data lost"
+        );
+    }
+    assert!(
+        block_on(cozyform::lock::current(&store)).unwrap().is_none(),
+        "{ctx}: lock left held"
+    );
+    ws.assert_no_changes();
+}
+
+/// Releases the lock a killed run left, as an operator would: with its exact id.
+fn release_stale_lock(ws: &Workspace) -> bool {
+    let store = ws.store();
+    match block_on(cozyform::lock::current(&store)).unwrap() {
+        Some(l) => {
+            let out = ws.cmd().args(["apply", "--auto-approve"]).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains(&format!("cozyform force-unlock {}", l.id)),
+                "a stale lock must block apply and name its id: {err}"
+            );
+            ws.cmd().args(["force-unlock", &l.id]).assert().success();
+            true
+        }
+        None => false,
+    }
+}
+
+fn spawn_apply(ws: &Workspace) -> std::process::Child {
+    Command::new(assert_cmd::cargo::cargo_bin("cozyform"))
+        .current_dir(ws.path())
+        .arg("-c")
+        .arg(ws.config_path())
+        .args(["apply", "--auto-approve", "--parallelism", "2"])
+        .env("COUCHDB_USER", ADMIN_USER)
+        .env("COUCHDB_PASSWORD", ADMIN_PASSWORD)
+        .env("NO_COLOR", "1")
+        .env_remove("COZYFORM_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn sigkill_at_random_points(b: Backend, default_runs: usize) {
+    let runs: usize = std::env::var("COZYFORM_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_runs);
+    let seed: u64 = std::env::var("COZYFORM_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("crash test ({b:?}): {runs} runs, COZYFORM_CRASH_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let ws = Workspace::new(b);
+    config(&ws, 'A');
+    ws.apply_ok();
+    let store = ws.store();
+    for d in KEPT {
+        let contacts = db_name(&instance_prefix(d), layout::CONTACTS);
+        block_on(store.put_doc(&contacts, &json!({"_id": "marker-user-data", "fn": "user data"}))).unwrap();
+    }
+    let ids = identities(&store);
+    check_state(&ws, 'A', &ids, "setup");
+
+    // Calibration: how long a whole apply takes each way, so kills fall inside it.
+    let mut longest = Duration::ZERO;
+    for which in ['B', 'A'] {
+        config(&ws, which);
+        let t = Instant::now();
+        ws.apply_ok();
+        longest = longest.max(t.elapsed());
+        check_state(&ws, which, &ids, "calibration");
+    }
+    let window_ms = (longest.as_millis() as u64 * 11 / 10).max(50);
+    eprintln!("crash test ({b:?}): a full apply takes up to {longest:?}; kills within {window_ms} ms");
+
+    let mut state = 'A';
+    let (mut killed, mut finished_first, mut stale_locks, mut switched) = (0usize, 0usize, 0usize, 0usize);
+    for run in 0..runs {
+        let target = if state == 'A' { 'B' } else { 'A' };
+        config(&ws, target);
+        let delay = rng.random_range(0..window_ms);
+        let mut child = spawn_apply(&ws);
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_some() {
+            finished_first += 1;
+        } else {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+        if release_stale_lock(&ws) {
+            stale_locks += 1;
+        }
+        // One time in four, recover with the configuration the run started from.
+        let recover = if rng.random_range(0..4) == 0 {
+            switched += 1;
+            state
+        } else {
+            target
+        };
+        config(&ws, recover);
+        let ctx = format!("run {run} (seed {seed}, kill after {delay} ms, {state}->{target}, recovered to {recover})");
+        let out = ws.cmd().args(["apply", "--auto-approve"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{ctx}: recovery apply failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_state(&ws, recover, &ids, &ctx);
+        state = recover;
+    }
+    eprintln!(
+        "crash test ({b:?}): {killed} SIGKILLs during an apply, {finished_first} applies finished before the kill, \
+         {stale_locks} stale locks released, {switched} recoveries to the other configuration; nothing lost"
+    );
+}
+
+#[test]
+fn sigkill_during_apply_then_apply_converges_couchdb() {
+    sigkill_at_random_points(Backend::Couch, 8);
+}
+
+#[test]
+fn sigkill_during_apply_then_apply_converges_embedded() {
+    sigkill_at_random_points(Backend::Embedded, 6);
+}
