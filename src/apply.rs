@@ -7,6 +7,9 @@
 //! any point leave a state that the next plan recognizes and repairs:
 //!
 //! Create:
+//! 0. a create mark, `_local/cozyform-create-<prefix>` in `global/instances` (deleted after step 4):
+//!    it tells the leftovers of an interrupted create (steps 1–3) from a create cozy-stack has
+//!    under way, so that only cozyform's own leftovers are ever removed (see `crate::orphans`);
 //! 1. the 16 databases (concurrently), then the settings doc and the "myself" contact;
 //! 2. the 22 mango indexes and 13 views (concurrently);
 //! 3. the root, trash, Administrative and Photos directory docs, in one `_bulk_docs`;
@@ -50,6 +53,8 @@ pub struct ApplyOptions {
     pub fs_root: PathBuf,
     /// Set (by Ctrl-C) to stop starting new instances; work under way finishes.
     pub cancel: Arc<AtomicBool>,
+    /// When set, each destroy first writes a verified archive there (see [`crate::backup`]).
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl ApplyOptions {
@@ -58,6 +63,7 @@ impl ApplyOptions {
             parallelism,
             fs_root,
             cancel: Arc::new(AtomicBool::new(false)),
+            backup_dir: None,
         }
     }
 }
@@ -71,6 +77,9 @@ pub struct InstanceOutcome {
     pub error: Option<String>,
     /// For a created instance: `https://<domain>/?registerToken=<hex>`. A secret, shown once.
     pub registration_link: Option<String>,
+    /// For a destroyed instance with a backup dir: the archive written before the destroy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 /// What a run did.
@@ -131,6 +140,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
         let desired_inst = desired.instances.get(&ip.domain);
         async move {
             let mut link = None;
+            let mut backup = None;
             let result = if opts.cancel.load(Ordering::SeqCst) {
                 Err(anyhow!("not started: the run was interrupted"))
             } else if unreachable.load(Ordering::SeqCst) {
@@ -138,7 +148,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
             } else if global_failed && ip.action == Action::Create {
                 Err(anyhow!("not created: global/instances could not be prepared"))
             } else {
-                let r = apply_one(store, desired_inst, ip, opts, &mut link).await;
+                let r = apply_one(store, desired_inst, ip, opts, &mut link, &mut backup).await;
                 if let Err(e) = &r
                     && e.chain()
                         .any(|c| c.downcast_ref::<StoreError>().is_some_and(StoreError::is_retryable))
@@ -153,6 +163,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
                 ok: result.is_ok(),
                 error: result.err().map(|e| format!("{e:#}")),
                 registration_link: link,
+                backup,
             }
         }
     }))
@@ -189,6 +200,7 @@ async fn apply_one(
     ip: &InstancePlan,
     opts: &ApplyOptions,
     link: &mut Option<String>,
+    backup: &mut Option<String>,
 ) -> Result<()> {
     match ip.action {
         Action::Create => {
@@ -207,6 +219,13 @@ async fn apply_one(
                 .existing
                 .as_ref()
                 .ok_or_else(|| anyhow!("destroy of an instance that was not read"))?;
+            if let Some(dir) = &opts.backup_dir {
+                // Before anything is deleted; a failed backup fails this destroy.
+                let path = crate::backup::backup_instance(store, &opts.fs_root, dir, &ex.id, &ip.domain, &ex.db_prefix)
+                    .await
+                    .context("backing up the instance before destroying it; nothing was deleted")?;
+                *backup = Some(path.display().to_string());
+            }
             destroy_instance(store, &opts.fs_root, ex, &ip.domain).await
         }
         Action::NoOp | Action::Unmanaged => Ok(()),
@@ -255,7 +274,7 @@ async fn define_view(store: &Store, db: &str, v: &layout::ViewDef) -> Result<()>
 }
 
 /// Defines every index and view of the given doctypes in their databases, concurrently.
-async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str]) -> Result<()> {
+pub(crate) async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str]) -> Result<()> {
     let mut tasks = Vec::new();
     for i in layout::instance_indexes().filter(|i| doctypes.contains(&i.doctype)) {
         let db = layout::db_name(db_prefix, i.doctype);
@@ -368,6 +387,11 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec, link:
         );
     }
 
+    // 0. The create mark: what steps 1–3 leave if the create is interrupted and the instance then
+    // removed from the file is recognized as cozyform's leftover (crate::orphans).
+    let mark = crate::orphans::create_mark_id(prefix);
+    put_if_missing(store, layout::GLOBAL_INSTANCES_DB, &json!({ "_id": mark, "domain": domain })).await?;
+
     // 1. Databases, settings doc, myself contact.
     create_dbs(store, prefix, layout::INSTANCE_DOCTYPES).await?;
     let settings_db = layout::db_name(prefix, layout::SETTINGS);
@@ -438,6 +462,11 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec, link:
         "https://{domain}/?registerToken={}",
         hex::encode(&secrets.register_token)
     ));
+    // The instance doc now claims the prefix: the mark is no longer needed (a stale one is harmless).
+    if let Ok(Some(m)) = store.get_doc(layout::GLOBAL_INSTANCES_DB, &mark).await {
+        let rev = m.get("_rev").and_then(Value::as_str).unwrap_or_default();
+        let _ = store.delete_doc(layout::GLOBAL_INSTANCES_DB, &mark, rev).await;
+    }
 
     // 5. Folders on disk, last.
     fsops::ensure_dirs(

@@ -35,7 +35,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-pub const EXIT_CODES: &str = "Exit codes:\n  0  success; for `plan --detailed-exitcode`, no changes\n  1  error (bad configuration, unreachable store, a failed apply, a refused plan)\n  2  `plan --detailed-exitcode` only: the plan has changes";
+pub const EXIT_CODES: &str = "Exit codes:\n  0  success; for `plan --detailed-exitcode`, no changes\n  1  error (bad configuration, unreachable store, a failed apply, a refused plan, a refused destroy)\n  2  `plan --detailed-exitcode` only: the plan has changes";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -56,6 +56,12 @@ pub enum Command {
     ForceUnlock {
         /// The lock ID.
         lock_id: String,
+    },
+    /// Bring back an instance from an archive written by a destroy with --backup-dir (refused
+    /// when the domain exists).
+    Restore {
+        /// The `.tar.gz` archive.
+        archive: PathBuf,
     },
     /// Print a JSON Schema: `config` (the instances file), `plan` (`plan --json`), `apply` (`apply --json`).
     Schema {
@@ -121,6 +127,16 @@ pub struct ApplyArgs {
     /// How long to wait for the lock held by another run (e.g. 30s, 5m).
     #[arg(long, default_value = "0s", value_parser = crate::lock::parse_duration)]
     pub lock_timeout: std::time::Duration,
+
+    /// Allow a plan to destroy up to N instances (overrides `max_destroy`, default 1). Beyond it,
+    /// apply asks to type the number of instances, and --auto-approve refuses.
+    #[arg(long, value_name = "N")]
+    pub max_destroy: Option<u64>,
+
+    /// Before destroying an instance, write a verified archive of it in DIR (overrides
+    /// `backup_dir`); `cozyform restore` brings it back.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     match &cli.command {
         Command::Validate(args) => validate(&cli, args),
         Command::ForceUnlock { lock_id } => force_unlock(&cli, lock_id).await,
+        Command::Restore { archive } => restore_cmd(&cli, archive).await,
         Command::Plan(args) => plan_cmd(&cli, args, color).await,
         Command::Apply(args) => apply_cmd(&cli, args, color).await,
         Command::Schema { which } => {
@@ -239,11 +240,16 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
     }
     print!("{rendered}");
     std::io::stdout().flush()?;
-    if !args.auto_approve && !confirm(&p)? {
-        eprintln!("Apply cancelled.");
-        return Ok(1);
+    let safety = effective_safety(&loaded.safety, args);
+    let over_limit = destroy_limit(&p, &safety, args.auto_approve)?;
+    if !args.auto_approve {
+        let ok = if over_limit { confirm_count(&p)? } else { confirm(&p)? };
+        if !ok {
+            eprintln!("Apply cancelled.");
+            return Ok(1);
+        }
     }
-    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0).await? {
+    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, &safety).await? {
         Locked::Applied(report) => {
             print_report(&report, st);
             Ok(if report.failed() > 0 { 1 } else { 0 })
@@ -276,6 +282,7 @@ pub(crate) async fn apply_under_lock(
     args: &ApplyArgs,
     shown: &Plan,
     verbose: bool,
+    safety: &crate::backup::Safety,
 ) -> Result<Locked> {
     let store = match existing {
         Some(s) => s,
@@ -284,6 +291,9 @@ pub(crate) async fn apply_under_lock(
             .context("the store could not be created")?,
     };
     let store = &store;
+    // Ctrl-C is caught from before the lock is taken, so that it can never kill a run holding it.
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = tokio::spawn(watch_ctrl_c(cancel.clone()));
     let lock = crate::lock::acquire(store, "apply", args.lock_timeout).await.map_err(|e| {
         match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
             Some(id) => user_error(
@@ -293,8 +303,9 @@ pub(crate) async fn apply_under_lock(
             None => e,
         }
     })?;
-    let result = apply_locked(store, desired, args, shown).await;
+    let result = apply_locked(store, desired, args, shown, cancel, safety.backup_dir.clone()).await;
     let released = crate::lock::release(store, &lock).await;
+    watcher.abort();
     let how = format!(
         "the lock {} is still held, and the next run will be refused: once no cozyform run is active, release it with: cozyform force-unlock {}",
         lock.id, lock.id
@@ -311,28 +322,37 @@ pub(crate) async fn apply_under_lock(
     }
 }
 
-async fn apply_locked(store: &Store, desired: &Desired, args: &ApplyArgs, shown: &Plan) -> Result<Locked> {
+/// Sets `cancel` on the first Ctrl-C; a second one exits at once (the next apply repairs).
+async fn watch_ctrl_c(cancel: Arc<std::sync::atomic::AtomicBool>) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!(
+            "\nInterrupted: finishing the instances under way, starting no new ones (Ctrl-C again kills; the next apply repairs)..."
+        );
+        cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    }
+}
+
+async fn apply_locked(
+    store: &Store,
+    desired: &Desired,
+    args: &ApplyArgs,
+    shown: &Plan,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    backup_dir: Option<std::path::PathBuf>,
+) -> Result<Locked> {
     let (_actual, p) = compute(desired, Some(store), &args.read).await?;
     // The global design docs are defined idempotently whatever the plan says; what the operator
     // approved is what happens to each instance.
     if p.instances != shown.instances || p.errors != shown.errors {
         return Ok(Locked::StateChanged);
     }
-    let opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
-    let cancel = opts.cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nInterrupted: finishing the instances under way, starting no new ones (Ctrl-C again kills; the next apply repairs)..."
-            );
-            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
+    let mut opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
+    opts.cancel = cancel;
+    opts.backup_dir = backup_dir;
     let report = apply::apply(store, desired, &p, &opts).await;
-    watcher.abort();
     Ok(Locked::Applied(report))
 }
 
@@ -354,6 +374,11 @@ fn print_report(report: &ApplyReport, st: Style) {
                 }
             }
             (None, Some(link)) => println!("{}: created. Registration link (shown only once): {link}", o.domain),
+            (None, None) if o.backup.is_some() => println!(
+                "{}: destroyed, after a verified backup in {}",
+                o.domain,
+                o.backup.as_deref().unwrap_or_default()
+            ),
             (None, None) => {
                 let what = match o.action {
                     Action::Update => "updated",
@@ -420,5 +445,89 @@ async fn force_unlock(cli: &Cli, id: &str) -> Result<Exit> {
     };
     let info = crate::lock::force_unlock(&store, id).await?;
     eprintln!("Released the lock:\n  {info}");
+    Ok(0)
+}
+
+/// `max_destroy` and `backup_dir`, flags over the config.
+pub(crate) fn effective_safety(config: &crate::backup::Safety, args: &ApplyArgs) -> crate::backup::Safety {
+    crate::backup::Safety {
+        max_destroy: args.max_destroy.unwrap_or(config.max_destroy),
+        backup_dir: args.backup_dir.as_ref().map(|d| crate::config::parse::normalize_path(&std::path::absolute(d).unwrap_or_else(|_| d.clone()))).or_else(|| config.backup_dir.clone()),
+    }
+}
+
+/// Whether the plan destroys more than `max_destroy` instances. With --auto-approve that is
+/// refused: approving a mass destroy needs the limit raised on purpose (`--max-destroy N`).
+pub(crate) fn destroy_limit(p: &Plan, safety: &crate::backup::Safety, auto_approve: bool) -> Result<bool> {
+    let n = p.summary().destroy as u64;
+    if n <= safety.max_destroy {
+        return Ok(false);
+    }
+    if auto_approve {
+        return Err(user_error(
+            format!(
+                "the plan destroys {n} instances, more than max_destroy = {}; nothing was done",
+                safety.max_destroy
+            ),
+            format!("check the plan; if these destroys are intended, run apply again with --max-destroy {n} (or set max_destroy in the config)"),
+        ));
+    }
+    Ok(true)
+}
+
+/// Confirmation of a plan over the destroy limit: the operator types the number of destroys.
+fn confirm_count(p: &Plan) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(user_error(
+            "apply needs a confirmation, and standard input is not a terminal",
+            "review the plan, then run apply --auto-approve --max-destroy N",
+        ));
+    }
+    let s = p.summary();
+    eprint!(
+        "\nThis plan DESTROYS {} instances ({} to add, {} to change).\n  Type the number of instances to destroy to confirm: ",
+        s.destroy, s.add, s.change
+    );
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == s.destroy.to_string())
+}
+
+async fn restore_cmd(cli: &Cli, archive: &std::path::Path) -> Result<Exit> {
+    let loaded = match load_config(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let desired = &loaded.desired;
+    let store = open_store(desired, true, cli.verbose > 0)
+        .await?
+        .context("the store could not be opened")?;
+    let lock = crate::lock::acquire(&store, "restore", std::time::Duration::ZERO)
+        .await
+        .map_err(|e| match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
+            Some(id) => user_error(
+                format!("{e}"),
+                format!("wait for that run to end; if it died, run: cozyform force-unlock {id}"),
+            ),
+            None => e,
+        })?;
+    let result = crate::backup::restore(&store, &desired.fs_root, archive).await;
+    let released = crate::lock::release(&store, &lock).await;
+    let domain = result.map_err(|e| {
+        let hint = if e.to_string().contains("already exists") {
+            "restore only brings back an instance that does not exist; destroy it first if you mean to replace it"
+        } else {
+            "fix the cause, then run restore again: what was restored is kept, the rest is completed"
+        };
+        anyhow::Error::new(UserError {
+            message: format!("{e:#}"),
+            hint: Some(hint.into()),
+        })
+    })?;
+    released.context("releasing the lock")?;
+    if !cli.quiet {
+        eprintln!("Restored {domain} from {}. Declare it in the configuration to manage it.", archive.display());
+    }
     Ok(0)
 }

@@ -5,6 +5,7 @@
 
 pub mod actual;
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -7,7 +7,10 @@
 //!
 //! # The rule: remove only what holds nothing but cozyform's own writes
 //! A leftover is *removable* when it cannot hold anybody's data:
-//! - a database set: every database of the prefix holds only design docs, the settings doc, the
+//! - a database set: cozyform's create mark for the prefix is in `global/instances` (see
+//!   [`create_mark_id`]: written before a create's first step, deleted once its instance doc is
+//!   written, never written by cozy-stack, whose own creates also make databases before the
+//!   instance doc), and every database of the prefix holds only design docs, the settings doc, the
 //!   root and trash directory docs, and the docs whose ids cozyform derives from that prefix (the
 //!   Administrative and Photos directories, the "myself" contact) — exactly what an interrupted
 //!   create writes. The prefix must have cozyform's (and cozy-stack's) shape, `cozy` + 32 hex.
@@ -82,6 +85,20 @@ impl Orphan {
     }
 }
 
+/// Id of the mark cozyform writes in `global/instances` before the first step of a create and
+/// deletes once the instance doc is written. cozy-stack never writes it: a create that cozy-stack
+/// has under way (its databases come before its instance doc) is never taken for a leftover.
+pub fn create_mark_id(prefix: &str) -> String {
+    format!("_local/cozyform-create-{prefix}")
+}
+
+async fn has_create_mark(store: &Store, prefix: &str) -> StoreResult<bool> {
+    Ok(store
+        .get_doc(layout::GLOBAL_INSTANCES_DB, &create_mark_id(prefix))
+        .await?
+        .is_some())
+}
+
 /// Whether a prefix has the shape cozyform and cozy-stack give prefixes.
 pub fn is_derived_prefix(p: &str) -> bool {
     p.strip_prefix("cozy")
@@ -127,7 +144,7 @@ pub async fn find_database_orphans(
         if claimed.contains(prefix) || !prefix.starts_with("cozy") {
             continue;
         }
-        let mut removable = is_derived_prefix(prefix);
+        let mut removable = is_derived_prefix(prefix) && has_create_mark(store, prefix).await?;
         if removable {
             for db in dbs {
                 if !holds_only_own_docs(store, db, prefix).await? {
@@ -205,8 +222,8 @@ pub async fn remove(store: &Store, fs_root: &Path, orphan: &Orphan) -> anyhow::R
     use anyhow::{Context, bail};
     match orphan {
         Orphan::Databases { prefix, .. } => {
-            if !is_derived_prefix(prefix) {
-                bail!("{prefix} is not a prefix cozyform derives; left alone");
+            if !is_derived_prefix(prefix) || !has_create_mark(store, prefix).await? {
+                bail!("{prefix} is not the leftover of a cozyform create; left alone");
             }
             let dbs = store
                 .all_dbs(&format!("{prefix}/"), &format!("{prefix}0"))
@@ -225,6 +242,12 @@ pub async fn remove(store: &Store, fs_root: &Path, orphan: &Orphan) -> anyhow::R
                     .delete_db(db)
                     .await
                     .with_context(|| format!("deleting database {db}"))?;
+            }
+            // The mark last: a crash before this point leaves the leftover still recognized.
+            let mark = create_mark_id(prefix);
+            if let Some(doc) = store.get_doc(layout::GLOBAL_INSTANCES_DB, &mark).await? {
+                let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default();
+                store.delete_doc(layout::GLOBAL_INSTANCES_DB, &mark, rev).await?;
             }
             Ok(())
         }

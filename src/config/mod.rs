@@ -36,6 +36,14 @@ pub struct ConfigFile {
     /// The instances, keyed by domain.
     #[serde(default)]
     pub instances: BTreeMap<String, InstanceConfig>,
+    /// A plan destroying more instances than this needs the operator to type their number (or,
+    /// with --auto-approve, `--max-destroy N`). Default 1.
+    #[serde(default)]
+    pub max_destroy: Option<u64>,
+    /// Before destroying an instance, write a verified archive of it here (one `.tar.gz` per
+    /// instance; `cozyform restore` brings it back). Relative to the config file.
+    #[serde(default)]
+    pub backup_dir: Option<String>,
 }
 
 /// `[couchdb]`
@@ -124,7 +132,15 @@ pub struct InstanceConfig {
 }
 
 /// Keys of the top-level table, in canonical order.
-pub const TOP_KEYS: &[&str] = &["prune", "couchdb", "storage", "defaults", "instances"];
+pub const TOP_KEYS: &[&str] = &[
+    "prune",
+    "couchdb",
+    "storage",
+    "defaults",
+    "instances",
+    "max_destroy",
+    "backup_dir",
+];
 pub const COUCHDB_KEYS: &[&str] = &["url"];
 pub const STORAGE_KEYS: &[&str] = &["fs_root"];
 /// Keys of an instance table, in canonical order.

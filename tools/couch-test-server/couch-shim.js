@@ -274,7 +274,7 @@ function installShimRoutes(app) {
   });
 
   // Test-only fault injection (cozyform's 409 tests): POST /_cozyform_faults {db, id, patch}
-  // arms a fault; the next PUT of that doc first applies `patch` to the stored doc as a concurrent
+  // arms a fault; the next PUT of that doc (after `skip` others) first applies `patch` to the stored doc as a concurrent
   // writer would (a new _rev), so the PUT itself answers 409. Admin only, like every route here.
   // GET /_cozyform_faults lists armed faults and how many fired.
   const faults = new Map();
@@ -284,7 +284,7 @@ function installShimRoutes(app) {
     if (typeof b.db !== 'string' || typeof b.id !== 'string' || typeof b.patch !== 'object') {
       return sendJSON(res, 400, { error: 'bad_request', reason: 'expected {db, id, patch}' });
     }
-    faults.set(`${b.db}\u0000${b.id}`, b.patch);
+    faults.set(`${b.db}\u0000${b.id}`, { patch: b.patch, skip: Number(b.skip) || 0 });
     sendJSON(res, 201, { ok: true });
   });
   app.get('/_cozyform_faults', (req, res) => sendJSON(res, 200, { armed: faults.size, fired: faultsFired }));
@@ -293,9 +293,14 @@ function installShimRoutes(app) {
     const parts = req.path.split('/').slice(1).map((p) => decodeURIComponent(p));
     if (parts.length < 2) return next();
     const key = `${parts[0]}\u0000${parts.slice(1).join('/')}`;
-    const patch = faults.get(key);
-    if (!patch) return next();
+    const fault = faults.get(key);
+    if (!fault) return next();
+    if (fault.skip > 0) {
+      fault.skip -= 1;
+      return next();
+    }
     faults.delete(key);
+    const patch = fault.patch;
     try {
       const db = await getOrCreateDB(req.PouchDB, parts[0]);
       const doc = await db.get(parts.slice(1).join('/'));
