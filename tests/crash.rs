@@ -8,7 +8,7 @@
 //! after the crash): an interrupted create then leaves databases no instance claims, which the
 //! plan must show and apply must remove (see `cozyform::orphans`).
 //!
-//! Runs: `COZYFORM_CRASH_RUNS` kills per backend (default 8 on CouchDB, 6 on the embedded store);
+//! Runs: `COZYFORM_CRASH_RUNS` kills per backend (default 5 on CouchDB, 4 on the embedded store);
 //! `COZYFORM_CRASH_SEED` replays a run (the seed is printed).
 
 mod common;
@@ -42,7 +42,7 @@ fn config(ws: &Workspace, which: char) {
              [instances.\"b2.example.com\"]\n"
         }
     };
-    ws.write_config("prune = true\n", body);
+    ws.write_config("prune = true\nmax_destroy = 10\n", body);
 }
 
 fn declared(which: char) -> BTreeSet<String> {
@@ -234,10 +234,10 @@ fn sigkill_at_random_points(b: Backend, default_runs: usize) {
 
 #[test]
 fn sigkill_during_apply_then_apply_converges_couchdb() {
-    sigkill_at_random_points(Backend::Couch, 8);
+    sigkill_at_random_points(Backend::Couch, 5);
 }
 
 #[test]
 fn sigkill_during_apply_then_apply_converges_embedded() {
-    sigkill_at_random_points(Backend::Embedded, 6);
+    sigkill_at_random_points(Backend::Embedded, 4);
 }
