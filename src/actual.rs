@@ -108,6 +108,8 @@ pub struct Actual {
     pub revs: BTreeMap<String, String>,
     /// Databases and folders no instance doc claims (see [`crate::orphans`]).
     pub orphans: Vec<crate::orphans::Orphan>,
+    /// `_rev` of each settings doc read and present, by domain, for saved-plan staleness.
+    pub settings_revs: BTreeMap<String, String>,
 }
 
 impl Actual {
@@ -290,18 +292,21 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
         .filter(|(_, i)| deep || opts.settings_for.contains(&i.domain))
         .map(|(n, _)| n)
         .collect();
-    let results: Vec<(usize, StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)>)> =
-        futures::stream::iter(wanted.into_iter().map(|n| {
-            let inst = &actual.instances[n];
-            let store = store.clone();
-            async move { (n, read_instance_extras(&store, inst, deep).await) }
-        }))
-        .buffer_unordered(opts.parallelism.max(1))
-        .collect()
-        .await;
+    type Extras = (Observed<Map<String, Value>>, Option<DeepState>, Option<String>);
+    let results: Vec<(usize, StoreResult<Extras>)> = futures::stream::iter(wanted.into_iter().map(|n| {
+        let inst = &actual.instances[n];
+        let store = store.clone();
+        async move { (n, read_instance_extras(&store, inst, deep).await) }
+    }))
+    .buffer_unordered(opts.parallelism.max(1))
+    .collect()
+    .await;
     for (n, r) in results {
-        let (settings, deep_state) =
+        let (settings, deep_state, settings_rev) =
             r.with_context(|| format!("reading the databases of {}", actual.instances[n].domain))?;
+        if let Some(rev) = settings_rev {
+            actual.settings_revs.insert(actual.instances[n].domain.clone(), rev);
+        }
         actual.instances[n].settings = settings;
         actual.instances[n].deep = deep_state;
     }
@@ -312,18 +317,22 @@ async fn read_instance_extras(
     store: &Store,
     inst: &ActualInstance,
     deep: bool,
-) -> StoreResult<(Observed<Map<String, Value>>, Option<DeepState>)> {
+) -> StoreResult<(Observed<Map<String, Value>>, Option<DeepState>, Option<String>)> {
     let settings_db = layout::db_name(&inst.db_prefix, layout::SETTINGS);
+    let mut settings_rev = None;
     let settings = if inst.doctypes.contains(layout::SETTINGS) {
         match store.get_doc(&settings_db, layout::SETTINGS_DOC_ID).await? {
-            Some(d) => Observed::Present(redact(&d)),
+            Some(d) => {
+                settings_rev = d.get("_rev").and_then(Value::as_str).map(str::to_string);
+                Observed::Present(redact(&d))
+            }
             None => Observed::Missing,
         }
     } else {
         Observed::Missing
     };
     if !deep {
-        return Ok((settings, None));
+        return Ok((settings, None, settings_rev));
     }
     let mut state = DeepState::default();
     let files_db = layout::db_name(&inst.db_prefix, layout::FILES);
@@ -349,7 +358,7 @@ async fn read_instance_extras(
             .bad_views
             .extend(bad_views.into_iter().map(|v| (dt.to_string(), v)));
     }
-    Ok((settings, Some(state)))
+    Ok((settings, Some(state), settings_rev))
 }
 
 /// Indexes and views of one doctype that are missing or differ from the layout in `db`.

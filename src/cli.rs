@@ -35,7 +35,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-pub const EXIT_CODES: &str = "Exit codes:\n  0  success; for `plan --detailed-exitcode`, no changes\n  1  error (bad configuration, unreachable store, a failed apply, a refused plan, a refused destroy)\n  2  `plan --detailed-exitcode` only: the plan has changes";
+pub const EXIT_CODES: &str = "Exit codes:\n  0  success; for `plan --detailed-exitcode`, no changes\n  1  error (bad configuration, unreachable store, a failed apply, a refused or stale saved plan, a refused destroy, `fmt --check` on an unformatted file)\n  2  `plan --detailed-exitcode` only: the plan has changes";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -68,6 +68,28 @@ pub enum Command {
         #[arg(value_enum)]
         which: SchemaKind,
     },
+    /// Normalize the configuration file: instances sorted by domain, keys in canonical order,
+    /// comments kept. Rewrites the file in place (atomically).
+    Fmt(FmtArgs),
+    /// Print a shell completion script (e.g. `cozyform completions bash > /etc/bash_completion.d/cozyform`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff) on stdout: cozyform(1), or cozyform-COMMAND(1) for one command
+    /// (e.g. `cozyform man plan > cozyform-plan.1; man ./cozyform-plan.1`).
+    Man {
+        /// A subcommand (plan, apply, fmt, …); without it, the main page.
+        command: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// Change nothing: exit 1 and print a diff when the file is not formatted, 0 when it is.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,6 +100,8 @@ pub enum SchemaKind {
     Plan,
     /// The output of `apply --json` (`schemas/apply.schema.json`).
     Apply,
+    /// A saved plan file written by `plan --out` (`schemas/saved-plan.schema.json`).
+    SavedPlan,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -90,6 +114,11 @@ pub struct ReadArgs {
     /// How many instances are read or applied at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+
+    /// Restrict to the instances with this domain (repeatable; globs such as `*.example.com`).
+    /// For exceptional cases: the rest of the fleet is neither shown nor changed.
+    #[arg(long = "target", value_name = "DOMAIN")]
+    pub target: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,10 +137,19 @@ pub struct PlanArgs {
     /// Print a Markdown summary for a pull-request comment, with the full plan folded in.
     #[arg(long)]
     pub markdown: bool,
+
+    /// Also save the plan to this file, for `cozyform apply FILE` (applies exactly this plan, or
+    /// refuses it when anything it was computed from changed).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// A plan saved by `plan --out`: apply exactly it, without asking (it was reviewed when saved).
+    #[arg(value_name = "PLAN_FILE")]
+    pub plan_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub read: ReadArgs,
 

@@ -20,6 +20,8 @@ use crate::store::couch::CouchStore;
 use crate::store::embedded::EmbeddedStore;
 
 mod machine;
+mod saved;
+mod tooling;
 
 /// An error with a hint for the user, rendered as `error:` / `hint:`.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +58,14 @@ pub async fn run(cli: Cli) -> Result<Exit> {
                 SchemaKind::Config => config::json_schema(),
                 SchemaKind::Plan => crate::render_json::plan_json_schema(),
                 SchemaKind::Apply => crate::render_json::apply_json_schema(),
+                SchemaKind::SavedPlan => crate::saved_plan::json_schema(),
             };
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(0)
         }
+        Command::Fmt(args) => tooling::fmt(&cli, args),
+        Command::Completions { shell } => tooling::completions(*shell),
+        Command::Man { command } => tooling::man(command.as_deref()),
     }
 }
 
@@ -156,8 +162,21 @@ async fn compute(desired: &Desired, store: Option<&Store>, args: &ReadArgs) -> R
         Some(s) => actual::read_actual(s, &desired.fs_root, &read_options(desired, args)).await?,
         None => Actual::default(),
     };
-    let p = plan::plan(desired, &actual);
+    let mut p = plan::plan(desired, &actual);
+    if let Some(t) = crate::targeting::Targets::parse(&args.target)? {
+        t.restrict(&mut p, desired, &actual)?;
+    }
     Ok((actual, p))
+}
+
+/// Prints the partial-plan warning when `--target` is in effect.
+pub(crate) fn warn_targets(cli: &Cli, p: &Plan) {
+    if !cli.quiet
+        && !p.targets.is_empty()
+        && let Ok(Some(t)) = crate::targeting::Targets::parse(&p.targets)
+    {
+        eprintln!("{}", t.warning());
+    }
 }
 
 fn refuse_plan_errors(p: &Plan) -> Result<()> {
@@ -183,7 +202,8 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
     {
         eprintln!("warning: an apply holds the lock; this plan may change when it ends:\n  {held}");
     }
-    let (_actual, p) = compute(&loaded.desired, store.as_ref(), &args.read).await?;
+    let (actual, p) = compute(&loaded.desired, store.as_ref(), &args.read).await?;
+    warn_targets(cli, &p);
     if args.json {
         print!("{}", render_json::to_pretty(&render_json::PlanDocument::new(&p)));
     } else if args.markdown {
@@ -193,6 +213,9 @@ async fn plan_cmd(cli: &Cli, args: &PlanArgs, color: bool) -> Result<Exit> {
     }
     std::io::stdout().flush()?;
     refuse_plan_errors(&p)?;
+    if let Some(out) = &args.out {
+        saved::save(cli, args, &loaded.desired, store.as_ref(), &actual, &p, out).await?;
+    }
     Ok(if args.detailed_exitcode && p.has_changes() {
         2
     } else {
@@ -219,6 +242,9 @@ fn confirm(p: &Plan) -> Result<bool> {
 }
 
 async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
+    if let Some(file) = &args.plan_file {
+        return saved::apply_saved(cli, args, file, color).await;
+    }
     if args.json {
         return machine::apply_json(cli, args).await;
     }
@@ -230,6 +256,7 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
     // An embedded store that does not exist yet is created only once the plan is approved.
     let existing = open_store(desired, false, cli.verbose > 0).await?;
     let (_actual, p) = compute(desired, existing.as_ref(), &args.read).await?;
+    warn_targets(cli, &p);
     let st = Style::new(color);
     let rendered = render::render_plan(&p, st);
     refuse_plan_errors(&p).inspect_err(|_| print!("{rendered}"))?;
@@ -249,12 +276,12 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
             return Ok(1);
         }
     }
-    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, &safety).await? {
+    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, None, &safety).await? {
         Locked::Applied(report) => {
             print_report(&report, st);
             Ok(if report.failed() > 0 { 1 } else { 0 })
         }
-        Locked::StateChanged => Err(state_changed()),
+        Locked::StateChanged | Locked::Stale(_) => Err(state_changed()),
     }
 }
 
@@ -263,6 +290,8 @@ pub(crate) enum Locked {
     Applied(ApplyReport),
     /// The plan computed under the lock differs from the one shown: nothing was applied.
     StateChanged,
+    /// A saved plan is stale, for these reasons: nothing was applied.
+    Stale(Vec<String>),
 }
 
 pub(crate) fn state_changed() -> anyhow::Error {
@@ -282,6 +311,7 @@ pub(crate) async fn apply_under_lock(
     args: &ApplyArgs,
     shown: &Plan,
     verbose: bool,
+    saved: Option<&crate::saved_plan::SavedGuard>,
     safety: &crate::backup::Safety,
 ) -> Result<Locked> {
     let store = match existing {
@@ -303,7 +333,7 @@ pub(crate) async fn apply_under_lock(
             None => e,
         }
     })?;
-    let result = apply_locked(store, desired, args, shown, cancel, safety.backup_dir.clone()).await;
+    let result = apply_locked(store, desired, args, shown, saved, &lock.holder, cancel, safety.backup_dir.clone()).await;
     let released = crate::lock::release(store, &lock).await;
     watcher.abort();
     let how = format!(
@@ -316,7 +346,7 @@ pub(crate) async fn apply_under_lock(
             report.lock_error = Some(format!("releasing the lock failed ({e:#}); {how}"));
             Ok(Locked::Applied(report))
         }
-        (Ok(Locked::StateChanged), Err(e)) => Err(e.context(how)),
+        (Ok(_), Err(e)) => Err(e.context(how)),
         (Err(e), Ok(())) => Err(e),
         (Err(e), Err(_)) => Err(e.context(how)),
     }
@@ -340,15 +370,26 @@ async fn apply_locked(
     desired: &Desired,
     args: &ApplyArgs,
     shown: &Plan,
+    saved: Option<&crate::saved_plan::SavedGuard>,
+    holder: &str,
     cancel: Arc<std::sync::atomic::AtomicBool>,
     backup_dir: Option<std::path::PathBuf>,
 ) -> Result<Locked> {
-    let (_actual, p) = compute(desired, Some(store), &args.read).await?;
+    let read = saved.map_or(&args.read, |g| &g.read);
+    let (actual, p) = compute(desired, Some(store), read).await?;
+    if let Some(g) = saved {
+        let reasons = g.check(store, &actual).await?;
+        if !reasons.is_empty() {
+            return Ok(Locked::Stale(reasons));
+        }
+    }
     // The global design docs are defined idempotently whatever the plan says; what the operator
     // approved is what happens to each instance.
     if p.instances != shown.instances || p.errors != shown.errors {
         return Ok(Locked::StateChanged);
     }
+    // Before changing anything: every apply makes every saved plan stale, its own included.
+    crate::saved_plan::record_apply(store, saved.map(|g| g.saved.plan_id.as_str()), holder).await?;
     let mut opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
     opts.cancel = cancel;
     opts.backup_dir = backup_dir;

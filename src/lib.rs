@@ -6,6 +6,7 @@
 pub mod actual;
 pub mod apply;
 pub mod backup;
+pub mod atomic_file;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -20,4 +21,6 @@ pub mod quota;
 pub mod render;
 pub mod render_json;
 pub mod render_markdown;
+pub mod saved_plan;
 pub mod store;
+pub mod targeting;

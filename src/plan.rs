@@ -127,6 +127,9 @@ pub struct Plan {
     /// Leftovers apply removes (only removable ones; the others are findings), see [`crate::orphans`].
     #[serde(default)]
     pub orphans: Vec<crate::orphans::Orphan>,
+    /// The `--target` patterns this plan is restricted to; empty for a whole plan.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 impl Plan {

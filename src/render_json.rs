@@ -20,7 +20,7 @@ use crate::apply::{ApplyReport, InstanceOutcome};
 use crate::plan::{self, Plan};
 
 /// The version of the JSON documents' format. Minor versions only add fields.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// The compatibility rule, as stated in the schemas.
 pub const COMPATIBILITY: &str =
@@ -43,7 +43,7 @@ fn require_all(schema: &mut schemars::Schema) {
     description = "The plan printed by `cozyform plan --json` (and under `plan` by `cozyform apply --json`). Changes within a major format_version (1.x) only add fields; consumers must ignore unknown keys. A plan holds no secret."
 )]
 pub struct PlanDocument {
-    /// The format of this document, "1.0". Changes within a major version only add fields;
+    /// The format of this document, "1.1". Changes within a major version only add fields;
     /// consumers must ignore unknown keys.
     pub format_version: String,
     /// The version of cozyform that produced it.
@@ -61,6 +61,10 @@ pub struct PlanDocument {
     pub global: PlanGlobal,
     /// Every declared or existing instance, sorted by domain, including no-ops.
     pub instances: Vec<PlanInstance>,
+    /// The `--target` patterns the plan is restricted to (added in 1.1). When not empty, the plan
+    /// is partial: it covers only the matching instances. Absent from 1.0 documents.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 /// Instance counts by action.
@@ -263,6 +267,7 @@ impl PlanDocument {
                     repairs: i.repairs.iter().map(PlanRepair::from).collect(),
                 })
                 .collect(),
+            targets: p.targets.clone(),
         }
     }
 }
@@ -274,7 +279,7 @@ impl PlanDocument {
     description = "The result printed by `cozyform apply --auto-approve --json`. Changes within a major format_version (1.x) only add fields; consumers must ignore unknown keys. The only secret it holds is the registration link of each created instance."
 )]
 pub struct ApplyDocument {
-    /// The format of this document, "1.0".
+    /// The format of this document, "1.1".
     pub format_version: String,
     /// The version of cozyform that produced it.
     pub cozyform_version: String,
@@ -423,7 +428,7 @@ mod tests {
     #[test]
     fn plan_document_has_the_contract_fields() {
         let doc = serde_json::to_value(PlanDocument::new(&sample())).unwrap();
-        assert_eq!(doc["format_version"], "1.0");
+        assert_eq!(doc["format_version"], "1.1");
         assert_eq!(doc["cozyform_version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(
             doc["summary"],

@@ -17,6 +17,15 @@ pub fn render_markdown(plan: &Plan) -> String {
     if !plan.errors.is_empty() {
         writeln!(out, ">\n> This plan cannot be applied.\n").unwrap();
     }
+    if !plan.targets.is_empty() {
+        let t: Vec<String> = plan.targets.iter().map(|t| format!("`{t}`")).collect();
+        writeln!(
+            out,
+            "> **Warning:** partial plan (`--target` {}): other instances are neither shown nor changed.\n",
+            t.join(", ")
+        )
+        .unwrap();
+    }
     writeln!(out, "| add | change | destroy | unmanaged |").unwrap();
     writeln!(out, "| ---: | ---: | ---: | ---: |").unwrap();
     writeln!(out, "| {} | {} | {} | {} |\n", s.add, s.change, s.destroy, s.unmanaged).unwrap();

@@ -149,7 +149,7 @@ fn plan_json(ws: &Workspace, extra: &[&str], want_code: i32) -> (Value, PlanDoc)
     assert_eq!(code, want_code, "stdout:\n{out}\nstderr:\n{err}");
     let raw: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{out}"));
     let doc: PlanDoc = serde_json::from_value(raw.clone()).unwrap();
-    assert_eq!(doc.format_version, "1.0");
+    assert_eq!(doc.format_version, "1.1");
     assert_eq!(doc.cozyform_version, env!("CARGO_PKG_VERSION"));
     (raw, doc)
 }
@@ -158,7 +158,7 @@ fn apply_json(ws: &Workspace) -> (String, ApplyDoc) {
     let (code, out, err) = run(ws, &["apply", "--auto-approve", "--json"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let doc: ApplyDoc = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{out}"));
-    assert_eq!(doc.format_version, "1.0");
+    assert_eq!(doc.format_version, "1.1");
     assert_eq!(doc.cozyform_version, env!("CARGO_PKG_VERSION"));
     (out, doc)
 }

@@ -33,6 +33,7 @@ pub(super) async fn apply_json(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
     let desired = &loaded.desired;
     let existing = open_store(desired, false, cli.verbose > 0).await?;
     let (_actual, p) = compute(desired, existing.as_ref(), &args.read).await?;
+    super::warn_targets(cli, &p);
     if !p.errors.is_empty() {
         print_doc(&p, ApplyResult::new(None, false))?;
         refuse_plan_errors(&p)?;
@@ -46,8 +47,8 @@ pub(super) async fn apply_json(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         print_doc(&p, ApplyResult::new(None, false))?;
         return Err(e);
     }
-    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, &safety).await? {
-        Locked::StateChanged => {
+    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, None, &safety).await? {
+        Locked::StateChanged | Locked::Stale(_) => {
             print_doc(&p, ApplyResult::new(None, false))?;
             Err(state_changed())
         }

@@ -6,6 +6,7 @@
 //! collect every error in one run and suggest the key the user meant.
 
 pub mod diagnostics;
+pub mod format;
 pub mod parse;
 
 use std::collections::BTreeMap;
