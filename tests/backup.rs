@@ -145,3 +145,47 @@ fn failed_backup_deletes_nothing(b: Backend) {
     assert!(instance_doc(&ws, A).is_none());
     assert_eq!(archives(&dir).len(), 2);
 }
+
+/// At a terminal (a pty from `script`), a plan over the limit needs the number typed: `yes` is
+/// not enough.
+#[test]
+fn typed_number_confirms_a_mass_destroy() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to give apply a terminal");
+        return;
+    }
+    let ws = Workspace::new(Backend::Embedded);
+    let three: String = ["x1", "x2", "x3"]
+        .iter()
+        .map(|d| format!("[instances.\"{d}.example.com\"]\n"))
+        .collect();
+    ws.write_config("", &three);
+    ws.apply_ok();
+    ws.write_config("prune = true\n", "");
+    let at_a_terminal = |input: &str| {
+        use std::io::Write;
+        let cmd = format!(
+            "{} -c {} apply",
+            assert_cmd::cargo::cargo_bin("cozyform").display(),
+            ws.config_path().display()
+        );
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(ws.path())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = at_a_terminal("yes\n");
+    assert!(out.contains("Type the number of instances to destroy"), "{out}");
+    assert!(out.contains("Apply cancelled"), "{out}");
+    assert!(instance_doc(&ws, "x1.example.com").is_some());
+    let out = at_a_terminal("3\n");
+    assert!(out.contains("3 destroyed"), "{out}");
+    ws.assert_no_changes();
+}

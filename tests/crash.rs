@@ -225,6 +225,9 @@ fn sigkill_at_random_points(b: Backend, default_runs: usize) {
         );
         check_state(&ws, recover, &ids, &ctx);
         state = recover;
+        if (run + 1) % 10 == 0 {
+            eprintln!("crash test ({b:?}): {} runs, {killed} SIGKILLs so far, all converged", run + 1);
+        }
     }
     eprintln!(
         "crash test ({b:?}): {killed} SIGKILLs during an apply, {finished_first} applies finished before the kill, \

@@ -187,6 +187,7 @@ fn server_stopped_mid_apply_gives_a_clear_error_and_the_next_apply_converges() {
 
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- the interrupted run's report:\n{}", stdout.split("Plan:").last().unwrap_or(""));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("Apply failed"), "{stdout}");
     // What was not done is named, instance by instance.
