@@ -197,8 +197,7 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
             claimed_domains.insert(d.to_string());
         }
     }
-    let sorted_dbs: BTreeMap<String, Vec<String>> =
-        dbs_by_prefix.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let sorted_dbs: BTreeMap<String, Vec<String>> = dbs_by_prefix.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     actual.orphans = crate::orphans::find_database_orphans(store, &sorted_dbs, &claimed_prefixes)
         .await
         .context("reading leftover databases")?;

@@ -390,7 +390,12 @@ async fn create_instance(store: &Store, fs_root: &Path, spec: &CreateSpec, link:
     // 0. The create mark: what steps 1–3 leave if the create is interrupted and the instance then
     // removed from the file is recognized as cozyform's leftover (crate::orphans).
     let mark = crate::orphans::create_mark_id(prefix);
-    put_if_missing(store, layout::GLOBAL_INSTANCES_DB, &json!({ "_id": mark, "domain": domain })).await?;
+    put_if_missing(
+        store,
+        layout::GLOBAL_INSTANCES_DB,
+        &json!({ "_id": mark, "domain": domain }),
+    )
+    .await?;
 
     // 1. Databases, settings doc, myself contact.
     create_dbs(store, prefix, layout::INSTANCE_DOCTYPES).await?;

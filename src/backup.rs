@@ -181,7 +181,10 @@ pub async fn backup_instance(
 
     let verified = read_archive(&partial).with_context(|| format!("verifying {}", partial.display()))?;
     if verified.manifest.domain != domain || verified.databases.len() != dbs.len() {
-        bail!("verifying {}: the archive does not hold what was written", partial.display());
+        bail!(
+            "verifying {}: the archive does not hold what was written",
+            partial.display()
+        );
     }
     let sum = hex::encode(Sha256::digest(std::fs::read(&partial)?));
     std::fs::rename(&partial, &final_path).with_context(|| format!("renaming to {}", final_path.display()))?;
@@ -320,7 +323,11 @@ pub fn read_archive(path: &Path) -> Result<Archive> {
     }
     let manifest = manifest.ok_or_else(|| anyhow!("the archive has no manifest.json (not a cozyform backup?)"))?;
     if manifest.format != FORMAT || manifest.version != VERSION {
-        bail!("not a cozyform backup of a known version ({} {})", manifest.format, manifest.version);
+        bail!(
+            "not a cozyform backup of a known version ({} {})",
+            manifest.format,
+            manifest.version
+        );
     }
     if seen != manifest.entries {
         let bad: Vec<&String> = manifest

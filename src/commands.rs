@@ -333,7 +333,17 @@ pub(crate) async fn apply_under_lock(
             None => e,
         }
     })?;
-    let result = apply_locked(store, desired, args, shown, saved, &lock.holder, cancel, safety.backup_dir.clone()).await;
+    let result = apply_locked(
+        store,
+        desired,
+        args,
+        shown,
+        saved,
+        &lock.holder,
+        cancel,
+        safety.backup_dir.clone(),
+    )
+    .await;
     let released = crate::lock::release(store, &lock).await;
     watcher.abort();
     let how = format!(
@@ -438,7 +448,10 @@ fn print_report(report: &ApplyReport, st: Style) {
         println!("{}Error{}: leftover {e}", st.red, st.reset);
     }
     if report.leftovers_removed > 0 {
-        println!("Removed {} leftover(s) of interrupted creates.", report.leftovers_removed);
+        println!(
+            "Removed {} leftover(s) of interrupted creates.",
+            report.leftovers_removed
+        );
     }
     let added = report.count(Action::Create);
     let changed = report.count(Action::Update) + report.count(Action::Repair);
@@ -493,7 +506,11 @@ async fn force_unlock(cli: &Cli, id: &str) -> Result<Exit> {
 pub(crate) fn effective_safety(config: &crate::backup::Safety, args: &ApplyArgs) -> crate::backup::Safety {
     crate::backup::Safety {
         max_destroy: args.max_destroy.unwrap_or(config.max_destroy),
-        backup_dir: args.backup_dir.as_ref().map(|d| crate::config::parse::normalize_path(&std::path::absolute(d).unwrap_or_else(|_| d.clone()))).or_else(|| config.backup_dir.clone()),
+        backup_dir: args
+            .backup_dir
+            .as_ref()
+            .map(|d| crate::config::parse::normalize_path(&std::path::absolute(d).unwrap_or_else(|_| d.clone())))
+            .or_else(|| config.backup_dir.clone()),
     }
 }
 
@@ -510,7 +527,9 @@ pub(crate) fn destroy_limit(p: &Plan, safety: &crate::backup::Safety, auto_appro
                 "the plan destroys {n} instances, more than max_destroy = {}; nothing was done",
                 safety.max_destroy
             ),
-            format!("check the plan; if these destroys are intended, run apply again with --max-destroy {n} (or set max_destroy in the config)"),
+            format!(
+                "check the plan; if these destroys are intended, run apply again with --max-destroy {n} (or set max_destroy in the config)"
+            ),
         ));
     }
     Ok(true)
@@ -546,13 +565,15 @@ async fn restore_cmd(cli: &Cli, archive: &std::path::Path) -> Result<Exit> {
         .context("the store could not be opened")?;
     let lock = crate::lock::acquire(&store, "restore", std::time::Duration::ZERO)
         .await
-        .map_err(|e| match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
-            Some(id) => user_error(
-                format!("{e}"),
-                format!("wait for that run to end; if it died, run: cozyform force-unlock {id}"),
-            ),
-            None => e,
-        })?;
+        .map_err(
+            |e| match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
+                Some(id) => user_error(
+                    format!("{e}"),
+                    format!("wait for that run to end; if it died, run: cozyform force-unlock {id}"),
+                ),
+                None => e,
+            },
+        )?;
     let result = crate::backup::restore(&store, &desired.fs_root, archive).await;
     let released = crate::lock::release(&store, &lock).await;
     let domain = result.map_err(|e| {
@@ -568,7 +589,10 @@ async fn restore_cmd(cli: &Cli, archive: &std::path::Path) -> Result<Exit> {
     })?;
     released.context("releasing the lock")?;
     if !cli.quiet {
-        eprintln!("Restored {domain} from {}. Declare it in the configuration to manage it.", archive.display());
+        eprintln!(
+            "Restored {domain} from {}. Declare it in the configuration to manage it.",
+            archive.display()
+        );
     }
     Ok(0)
 }

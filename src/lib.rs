@@ -5,8 +5,8 @@
 
 pub mod actual;
 pub mod apply;
-pub mod backup;
 pub mod atomic_file;
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod config;

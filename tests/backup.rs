@@ -32,7 +32,11 @@ const A: &str = "a.example.com";
 const B: &str = "b.example.com";
 
 fn instance_doc(ws: &Workspace, domain: &str) -> Option<Value> {
-    block_on(ws.store().get_doc(GLOBAL_INSTANCES_DB, &layout::derived_id("instance", domain))).unwrap()
+    block_on(
+        ws.store()
+            .get_doc(GLOBAL_INSTANCES_DB, &layout::derived_id("instance", domain)),
+    )
+    .unwrap()
 }
 
 fn archives(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -52,7 +56,11 @@ fn destroy_with_backup_then_restore_gives_an_empty_plan(b: Backend) {
     ws.apply_ok();
     // User data: a contact in a database, a file in the folder.
     let contacts = db_name(&instance_prefix(A), layout::CONTACTS);
-    block_on(ws.store().put_doc(&contacts, &json!({"_id": "user-contact", "fullname": "Bob"}))).unwrap();
+    block_on(
+        ws.store()
+            .put_doc(&contacts, &json!({"_id": "user-contact", "fullname": "Bob"})),
+    )
+    .unwrap();
     let photo = ws.fs_root().join(A).join("Photos").join("holiday.jpg");
     std::fs::write(&photo, b"\xff\xd8 not really a jpeg").unwrap();
     let before = instance_doc(&ws, A).unwrap();
@@ -81,13 +89,28 @@ fn destroy_with_backup_then_restore_gives_an_empty_plan(b: Backend) {
     ws.write_config("", &declared);
     ws.assert_no_changes();
     let after = instance_doc(&ws, A).unwrap();
-    for k in ["oauth_secret", "session_secret", "register_token", "prefix", "locale", "disk_quota"] {
+    for k in [
+        "oauth_secret",
+        "session_secret",
+        "register_token",
+        "prefix",
+        "locale",
+        "disk_quota",
+    ] {
         assert_eq!(after[k], before[k], "{k}");
     }
-    assert!(block_on(ws.store().get_doc(&contacts, "user-contact")).unwrap().is_some());
+    assert!(
+        block_on(ws.store().get_doc(&contacts, "user-contact"))
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(std::fs::read(&photo).unwrap(), b"\xff\xd8 not really a jpeg");
     // Deep plan: the indexes and views are back too.
-    let deep = ws.cmd().args(["plan", "--deep", "--detailed-exitcode"]).output().unwrap();
+    let deep = ws
+        .cmd()
+        .args(["plan", "--deep", "--detailed-exitcode"])
+        .output()
+        .unwrap();
     assert_eq!(deep.status.code(), Some(0), "{}", String::from_utf8_lossy(&deep.stdout));
 }
 
@@ -111,15 +134,30 @@ fn more_destroys_than_max_destroy_are_refused_with_auto_approve(b: Backend) {
     assert_eq!(out.status.code(), Some(1));
     // max_destroy in the config allows it; so does --max-destroy.
     ws.write_config("prune = true\nmax_destroy = 2\n", "");
-    assert_eq!(ws.cmd().args(["apply", "--auto-approve"]).output().unwrap().status.code(), Some(1));
-    ws.cmd().args(["apply", "--auto-approve", "--max-destroy", "3"]).assert().success();
+    assert_eq!(
+        ws.cmd()
+            .args(["apply", "--auto-approve"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    ws.cmd()
+        .args(["apply", "--auto-approve", "--max-destroy", "3"])
+        .assert()
+        .success();
     ws.assert_no_changes();
     assert!(instance_doc(&ws, "x1.example.com").is_none());
     // Validation of the key.
     ws.write_config("max_destroy = -1\n", "");
     let v = ws.cmd().arg("validate").output().unwrap();
     assert_eq!(v.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&v.stderr).contains("instances.toml:1:15"), "{}", String::from_utf8_lossy(&v.stderr));
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("instances.toml:1:15"),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
 }
 
 fn failed_backup_deletes_nothing(b: Backend) {
@@ -127,7 +165,10 @@ fn failed_backup_deletes_nothing(b: Backend) {
     ws.write_config("", &format!("[instances.\"{A}\"]\n"));
     ws.apply_ok();
     std::fs::write(ws.path().join("not-a-dir"), "x").unwrap();
-    ws.write_config("backup_dir = \"not-a-dir\"\n", &format!("[instances.\"{A}\"]\nstate = \"absent\"\n"));
+    ws.write_config(
+        "backup_dir = \"not-a-dir\"\n",
+        &format!("[instances.\"{A}\"]\nstate = \"absent\"\n"),
+    );
     let out = ws.cmd().args(["apply", "--auto-approve"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");

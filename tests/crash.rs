@@ -76,9 +76,15 @@ fn check_state(ws: &Workspace, which: char, ids: &BTreeMap<String, Value>, ctx: 
     let docs = block_on(cozyform::actual::read_instance_docs(&store)).unwrap();
     let mut per_domain: BTreeMap<String, usize> = BTreeMap::new();
     for d in &docs {
-        let domain = d["domain"].as_str().unwrap_or_else(|| panic!("{ctx}: doc without domain: {d}"));
+        let domain = d["domain"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{ctx}: doc without domain: {d}"));
         *per_domain.entry(domain.to_string()).or_default() += 1;
-        assert_ne!(d.get("deleting"), Some(&json!(true)), "{ctx}: {domain} keeps `deleting`");
+        assert_ne!(
+            d.get("deleting"),
+            Some(&json!(true)),
+            "{ctx}: {domain} keeps `deleting`"
+        );
     }
     for (d, n) in &per_domain {
         assert_eq!(*n, 1, "{ctx}: {n} instance docs for {d}");
@@ -104,11 +110,17 @@ fn check_state(ws: &Workspace, which: char, ids: &BTreeMap<String, Value>, ctx: 
         .collect();
     assert_eq!(folders, want, "{ctx}: folders differ from the declared instances");
 
-    assert_eq!(&identities(&store), ids, "{ctx}: a kept instance was recreated (its secret changed)");
+    assert_eq!(
+        &identities(&store),
+        ids,
+        "{ctx}: a kept instance was recreated (its secret changed)"
+    );
     for d in KEPT {
         let contacts = db_name(&instance_prefix(d), layout::CONTACTS);
         assert!(
-            block_on(store.get_doc(&contacts, "marker-user-data")).unwrap().is_some(),
+            block_on(store.get_doc(&contacts, "marker-user-data"))
+                .unwrap()
+                .is_some(),
             "{ctx}: {d}: user data lost"
         );
     }
@@ -226,7 +238,10 @@ fn sigkill_at_random_points(b: Backend, default_runs: usize) {
         check_state(&ws, recover, &ids, &ctx);
         state = recover;
         if (run + 1) % 10 == 0 {
-            eprintln!("crash test ({b:?}): {} runs, {killed} SIGKILLs so far, all converged", run + 1);
+            eprintln!(
+                "crash test ({b:?}): {} runs, {killed} SIGKILLs so far, all converged",
+                run + 1
+            );
         }
     }
     eprintln!(

@@ -60,13 +60,23 @@ fn conflict_on_the_instance_doc_is_reread_and_retried_keeping_the_other_edit() {
     ws.write_config("", &format!("[instances.\"{A}\"]\n"));
     ws.apply_ok();
     ws.write_config("", &format!("[instances.\"{A}\"]\nblocked = true\nlocale = \"fr\"\n"));
-    arm(couch, GLOBAL_INSTANCES_DB, &instance_id(A), json!({"oidc_id": "edited-behind-our-back"}), 0);
+    arm(
+        couch,
+        GLOBAL_INSTANCES_DB,
+        &instance_id(A),
+        json!({"oidc_id": "edited-behind-our-back"}),
+        0,
+    );
     ws.apply_ok();
     assert_eq!(faults(couch), (0, 1), "the fault must have fired");
     let doc = get(&ws, GLOBAL_INSTANCES_DB, &instance_id(A));
     assert_eq!(doc["blocked"], json!(true));
     assert_eq!(doc["locale"], json!("fr"));
-    assert_eq!(doc["oidc_id"], json!("edited-behind-our-back"), "the concurrent edit was lost");
+    assert_eq!(
+        doc["oidc_id"],
+        json!("edited-behind-our-back"),
+        "the concurrent edit was lost"
+    );
     ws.assert_no_changes();
 }
 
@@ -76,7 +86,10 @@ fn conflict_with_an_edit_that_already_made_the_change_writes_nothing_more() {
     let couch = ws.couch.as_ref().unwrap();
     ws.write_config("", &format!("[instances.\"{A}\"]\n"));
     ws.apply_ok();
-    let rev_before = get(&ws, GLOBAL_INSTANCES_DB, &instance_id(A))["_rev"].as_str().unwrap().to_string();
+    let rev_before = get(&ws, GLOBAL_INSTANCES_DB, &instance_id(A))["_rev"]
+        .as_str()
+        .unwrap()
+        .to_string();
     ws.write_config("", &format!("[instances.\"{A}\"]\nlocale = \"fr\"\n"));
     arm(couch, GLOBAL_INSTANCES_DB, &instance_id(A), json!({"locale": "fr"}), 0);
     ws.apply_ok();
@@ -99,7 +112,13 @@ fn conflict_on_the_settings_doc_is_reread_and_retried() {
     ws.apply_ok();
     ws.write_config("", &format!("[instances.\"{A}\"]\nemail = \"new@example.com\"\n"));
     let settings_db = db_name(&instance_prefix(A), layout::SETTINGS);
-    arm(couch, &settings_db, layout::SETTINGS_DOC_ID, json!({"tz": "Europe/Berlin"}), 0);
+    arm(
+        couch,
+        &settings_db,
+        layout::SETTINGS_DOC_ID,
+        json!({"tz": "Europe/Berlin"}),
+        0,
+    );
     ws.apply_ok();
     assert_eq!(faults(couch), (0, 1));
     let doc = get(&ws, &settings_db, layout::SETTINGS_DOC_ID);
@@ -113,18 +132,37 @@ fn conflicts_during_create_and_destroy_are_retried() {
     let ws = Workspace::new(Backend::Couch);
     let couch = ws.couch.as_ref().unwrap();
     // Create: the final update of the instance doc (its second PUT) meets a concurrent edit.
-    arm(couch, GLOBAL_INSTANCES_DB, &instance_id(A), json!({"oidc_id": "during-create"}), 1);
+    arm(
+        couch,
+        GLOBAL_INSTANCES_DB,
+        &instance_id(A),
+        json!({"oidc_id": "during-create"}),
+        1,
+    );
     ws.write_config("", &format!("[instances.\"{A}\"]\nemail = \"a@example.com\"\n"));
     ws.apply_ok();
     assert_eq!(faults(couch), (0, 1));
-    assert_eq!(get(&ws, GLOBAL_INSTANCES_DB, &instance_id(A))["oidc_id"], json!("during-create"));
+    assert_eq!(
+        get(&ws, GLOBAL_INSTANCES_DB, &instance_id(A))["oidc_id"],
+        json!("during-create")
+    );
     ws.assert_no_changes();
     // Destroy: setting `deleting` meets a concurrent edit; the destroy still completes.
-    arm(couch, GLOBAL_INSTANCES_DB, &instance_id(A), json!({"oidc_id": "during-destroy"}), 0);
+    arm(
+        couch,
+        GLOBAL_INSTANCES_DB,
+        &instance_id(A),
+        json!({"oidc_id": "during-destroy"}),
+        0,
+    );
     ws.write_config("", &format!("[instances.\"{A}\"]\nstate = \"absent\"\n"));
     ws.apply_ok();
     assert_eq!(faults(couch), (0, 2));
-    assert!(block_on(ws.store().get_doc(GLOBAL_INSTANCES_DB, &instance_id(A))).unwrap().is_none());
+    assert!(
+        block_on(ws.store().get_doc(GLOBAL_INSTANCES_DB, &instance_id(A)))
+            .unwrap()
+            .is_none()
+    );
     assert!(!ws.fs_root().join(A).exists());
     ws.assert_no_changes();
 }
@@ -156,17 +194,26 @@ fn many_instances(n: usize) -> String {
 fn wait_for_first_instance(store: &cozyform::store::Store) {
     let started = Instant::now();
     loop {
-        let n = block_on(cozyform::actual::read_instance_docs(store)).map(|d| d.len()).unwrap_or(0);
+        let n = block_on(cozyform::actual::read_instance_docs(store))
+            .map(|d| d.len())
+            .unwrap_or(0);
         if n > 0 {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the apply never created an instance");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the apply never created an instance"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -187,7 +234,10 @@ fn server_stopped_mid_apply_gives_a_clear_error_and_the_next_apply_converges() {
 
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- the interrupted run's report:\n{}", stdout.split("Plan:").last().unwrap_or(""));
+    eprintln!(
+        "--- the interrupted run's report:\n{}",
+        stdout.split("Plan:").last().unwrap_or("")
+    );
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("Apply failed"), "{stdout}");
     // What was not done is named, instance by instance.
@@ -210,7 +260,12 @@ fn server_stopped_mid_apply_gives_a_clear_error_and_the_next_apply_converges() {
     }
     ws.apply_ok();
     ws.assert_no_changes();
-    assert_eq!(block_on(cozyform::actual::read_instance_docs(&ws.store())).unwrap().len(), 6);
+    assert_eq!(
+        block_on(cozyform::actual::read_instance_docs(&ws.store()))
+            .unwrap()
+            .len(),
+        6
+    );
 }
 
 fn sigint_stops_new_work_and_releases_the_lock(b: Backend) {
@@ -247,7 +302,10 @@ fn sigint_stops_new_work_and_releases_the_lock(b: Backend) {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("Interrupted"), "{stderr}");
     assert!(stdout.contains("not started: the run was interrupted"), "{stdout}");
-    assert!(stdout.contains("created. Registration link"), "what was done is printed:\n{stdout}");
+    assert!(
+        stdout.contains("created. Registration link"),
+        "what was done is printed:\n{stdout}"
+    );
     assert!(
         block_on(cozyform::lock::current(&ws.store())).unwrap().is_none(),
         "the lock must be released"
@@ -255,7 +313,10 @@ fn sigint_stops_new_work_and_releases_the_lock(b: Backend) {
     // What was started finished: every instance doc written is a complete instance.
     let (code, plan, _) = ws.plan();
     assert_eq!(code, 2);
-    assert!(!plan.contains("will be repaired") && !plan.contains("# repair"), "{plan}");
+    assert!(
+        !plan.contains("will be repaired") && !plan.contains("# repair"),
+        "{plan}"
+    );
     ws.apply_ok();
     ws.assert_no_changes();
 }

@@ -132,9 +132,28 @@ fn scalar() -> BoxedStrategy<String> {
         "[ -~]{0,20}".prop_map(|s| format!("{:?}", s)),
         "[\\PC]{0,12}".prop_map(|s| format!("{:?}", s)),
         proptest::sample::select(vec![
-            "\"en\"", "\"fr\"", "\"5GB\"", "\"0\"", "\"5XB\"", "\"-1\"", "\"present\"", "\"absent\"",
-            "\"PAYMENT_FAILED\"", "\"http://127.0.0.1:5984/\"", "\"http://u:p@h/\"", "\"fs\"", "\"/\"", "\"..\"",
-            "\"\"", "1979-05-27T07:32:00Z", "inf", "nan", "[]", "{}", "\"a.example.com\"", "\"a/../b\"",
+            "\"en\"",
+            "\"fr\"",
+            "\"5GB\"",
+            "\"0\"",
+            "\"5XB\"",
+            "\"-1\"",
+            "\"present\"",
+            "\"absent\"",
+            "\"PAYMENT_FAILED\"",
+            "\"http://127.0.0.1:5984/\"",
+            "\"http://u:p@h/\"",
+            "\"fs\"",
+            "\"/\"",
+            "\"..\"",
+            "\"\"",
+            "1979-05-27T07:32:00Z",
+            "inf",
+            "nan",
+            "[]",
+            "{}",
+            "\"a.example.com\"",
+            "\"a/../b\"",
         ])
         .prop_map(str::to_string),
     ]
@@ -158,8 +177,18 @@ fn domain() -> impl Strategy<Value = String> {
         "[a-z]{1,8}\\.example\\.com",
         "[a-z]{1,8}\\.example\\.com:[0-9]{1,5}",
         "[\\PC]{0,16}",
-        proptest::sample::select(vec!["..", "/etc", "a/b", "a\u{0}b", "", "ÉCOLE.fr", "xn--", "-a.com", " a.com"])
-            .prop_map(str::to_string),
+        proptest::sample::select(vec![
+            "..",
+            "/etc",
+            "a/b",
+            "a\u{0}b",
+            "",
+            "ÉCOLE.fr",
+            "xn--",
+            "-a.com",
+            " a.com"
+        ])
+        .prop_map(str::to_string),
     ]
 }
 
@@ -212,7 +241,11 @@ fn mutated() -> impl Strategy<Value = String> {
     let edit = prop_oneof![
         (any::<prop::sample::Index>(), any::<char>()).prop_map(|(i, c)| (0u8, i, c)),
         (any::<prop::sample::Index>(), any::<char>()).prop_map(|(i, c)| (1u8, i, c)),
-        (any::<prop::sample::Index>(), proptest::sample::select(vec!['[', ']', '"', '=', '\n', '#', '\'', '{', ','])).prop_map(|(i, c)| (2u8, i, c)),
+        (
+            any::<prop::sample::Index>(),
+            proptest::sample::select(vec!['[', ']', '"', '=', '\n', '#', '\'', '{', ','])
+        )
+            .prop_map(|(i, c)| (2u8, i, c)),
     ];
     (proptest::sample::select(seeds), proptest::collection::vec(edit, 1..8)).prop_map(|(seed, edits)| {
         let mut chars: Vec<char> = seed.chars().collect();
@@ -307,7 +340,9 @@ fn deeply_nested_toml_is_an_error_with_a_position() {
 #[test]
 fn huge_config_is_refused_before_parsing() {
     let src = "#".repeat(config::parse::MAX_CONFIG_BYTES + 1);
-    let e = config::load_str(&src, Path::new("/x.toml"), Path::new("/"), &env).err().unwrap();
+    let e = config::load_str(&src, Path::new("/x.toml"), Path::new("/"), &env)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("at most"), "{e}");
     // On disk, the size is checked before reading (a sparse file costs nothing).
     let dir = tempfile::tempdir().unwrap();
@@ -336,6 +371,8 @@ fn too_many(n: usize) {
     for i in 0..n {
         src.push_str(&format!("[instances.\"i{i}.ex.com\"]\n"));
     }
-    let e = config::load_str(&src, Path::new("/x.toml"), Path::new("/"), &env).err().unwrap();
+    let e = config::load_str(&src, Path::new("/x.toml"), Path::new("/"), &env)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("at most"), "{e}");
 }

@@ -49,7 +49,9 @@ fn interrupted_create(store: &cozyform::store::Store, domain: &str, mark: bool) 
 
 fn dbs_of(store: &cozyform::store::Store, domain: &str) -> usize {
     let p = instance_prefix(domain);
-    block_on(store.all_dbs(&format!("{p}/"), &format!("{p}0"))).unwrap().len()
+    block_on(store.all_dbs(&format!("{p}/"), &format!("{p}0")))
+        .unwrap()
+        .len()
 }
 
 fn leftovers_of_an_interrupted_create_are_removed_and_others_kept(b: Backend) {
@@ -87,8 +89,16 @@ fn leftovers_of_an_interrupted_create_are_removed_and_others_kept(b: Backend) {
     ws.apply_ok();
     assert_eq!(dbs_of(&store, "gone.example.com"), 0, "the leftover was removed");
     assert!(!ws.fs_root().join("empty.example.com").exists());
-    assert_eq!(dbs_of(&store, "data.example.com"), layout::INSTANCE_DOCTYPES.len(), "data kept");
-    assert_eq!(dbs_of(&store, "stack.example.com"), layout::INSTANCE_DOCTYPES.len(), "cozy-stack's kept");
+    assert_eq!(
+        dbs_of(&store, "data.example.com"),
+        layout::INSTANCE_DOCTYPES.len(),
+        "data kept"
+    );
+    assert_eq!(
+        dbs_of(&store, "stack.example.com"),
+        layout::INSTANCE_DOCTYPES.len(),
+        "cozy-stack's kept"
+    );
     assert!(ws.fs_root().join("files.example.com/a.txt").exists());
     assert_eq!(dbs_of(&store, "new.example.com"), layout::INSTANCE_DOCTYPES.len());
     assert!(
