@@ -333,17 +333,10 @@ pub(crate) async fn apply_under_lock(
             None => e,
         }
     })?;
-    let result = apply_locked(
-        store,
-        desired,
-        args,
-        shown,
-        saved,
-        &lock.holder,
-        cancel,
-        safety.backup_dir.clone(),
-    )
-    .await;
+    let mut opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
+    opts.cancel = cancel;
+    opts.backup_dir = safety.backup_dir.clone();
+    let result = apply_locked(store, desired, args, shown, saved, &lock.holder, opts).await;
     let released = crate::lock::release(store, &lock).await;
     watcher.abort();
     let how = format!(
@@ -382,8 +375,7 @@ async fn apply_locked(
     shown: &Plan,
     saved: Option<&crate::saved_plan::SavedGuard>,
     holder: &str,
-    cancel: Arc<std::sync::atomic::AtomicBool>,
-    backup_dir: Option<std::path::PathBuf>,
+    opts: ApplyOptions,
 ) -> Result<Locked> {
     let read = saved.map_or(&args.read, |g| &g.read);
     let (actual, p) = compute(desired, Some(store), read).await?;
@@ -400,9 +392,6 @@ async fn apply_locked(
     }
     // Before changing anything: every apply makes every saved plan stale, its own included.
     crate::saved_plan::record_apply(store, saved.map(|g| g.saved.plan_id.as_str()), holder).await?;
-    let mut opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
-    opts.cancel = cancel;
-    opts.backup_dir = backup_dir;
     let report = apply::apply(store, desired, &p, &opts).await;
     Ok(Locked::Applied(report))
 }
