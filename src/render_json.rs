@@ -303,6 +303,13 @@ pub struct ApplyResult {
     pub global_error: Option<String>,
     /// One entry per instance acted on (no-ops and unmanaged instances are not listed).
     pub instances: Vec<ApplyInstance>,
+    /// Errors tied to no instance: leftovers that could not be removed, a lock that could not be
+    /// released (with the `force-unlock` command to run). Counted in `summary.failed`.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Leftovers of interrupted creates removed by this run.
+    #[serde(default)]
+    pub leftovers_removed: usize,
 }
 
 /// Counts of what an apply did.
@@ -326,6 +333,9 @@ pub struct ApplyInstance {
     /// For a created instance: `https://<domain>/?registerToken=<hex>`. A secret, shown only here.
     /// It can be set on a failed create too, when the instance doc was written.
     pub registration_link: Option<String>,
+    /// For a destroy with a backup dir: the verified archive written before the destroy.
+    #[serde(default)]
+    pub backup: Option<String>,
 }
 
 impl From<&InstanceOutcome> for ApplyInstance {
@@ -336,6 +346,7 @@ impl From<&InstanceOutcome> for ApplyInstance {
             ok: o.ok,
             error: o.error.clone(),
             registration_link: o.registration_link.clone(),
+            backup: o.backup.clone(),
         }
     }
 }
@@ -350,6 +361,8 @@ impl ApplyResult {
                 summary: ApplySummary::default(),
                 global_error: None,
                 instances: vec![],
+                errors: vec![],
+                leftovers_removed: 0,
             },
             Some(r) => ApplyResult {
                 ok: r.failed() == 0,
@@ -362,6 +375,8 @@ impl ApplyResult {
                 },
                 global_error: r.global_error.clone(),
                 instances: r.outcomes.iter().map(ApplyInstance::from).collect(),
+                errors: r.leftover_errors.iter().cloned().chain(r.lock_error.clone()).collect(),
+                leftovers_removed: r.leftovers_removed,
             },
         }
     }

@@ -176,15 +176,20 @@ fn failed_backup_deletes_nothing(b: Backend) {
     let doc = instance_doc(&ws, A).unwrap();
     assert_eq!(doc.get("deleting"), None);
     assert!(ws.fs_root().join(A).is_dir());
-    // --backup-dir overrides the config.
+    // --backup-dir overrides the config; apply --json names the archive.
     let dir = ws.path().join("elsewhere");
-    ws.cmd()
-        .args(["apply", "--auto-approve", "--backup-dir"])
+    let out = ws
+        .cmd()
+        .args(["apply", "--auto-approve", "--json", "--backup-dir"])
         .arg(&dir)
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backup = doc["result"]["instances"][0]["backup"].as_str().unwrap().to_string();
     assert!(instance_doc(&ws, A).is_none());
     assert_eq!(archives(&dir).len(), 2);
+    assert!(std::path::Path::new(&backup).is_file() && backup.starts_with(dir.to_str().unwrap()));
 }
 
 /// At a terminal (a pty from `script`), a plan over the limit needs the number typed: `yes` is
