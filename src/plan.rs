@@ -906,4 +906,29 @@ pub(crate) mod tests {
         let domains: Vec<&str> = p1.instances.iter().map(|i| i.domain.as_str()).collect();
         assert_eq!(domains, ["a.example", "b.example", "c.example"]);
     }
+
+    #[test]
+    fn plan_removes_removable_leftovers_reports_the_others_and_reuses_those_of_a_create() {
+        use crate::orphans::Orphan;
+        let dbs = |domain: &str, removable: bool| Orphan::Databases {
+            prefix: layout::instance_prefix(domain),
+            databases: vec![format!("{}/io-cozy-files", layout::instance_prefix(domain))],
+            removable,
+        };
+        let mut a = actual(vec![]);
+        a.orphans = vec![
+            dbs("gone.example", true),
+            dbs("data.example", false),
+            dbs("new.example", true),
+            Orphan::Folder {
+                name: "empty.example".into(),
+                removable: true,
+            },
+        ];
+        let p = plan(&desired(vec![DesiredInstance::new("new.example")], false), &a);
+        assert_eq!(p.orphans, vec![a.orphans[0].clone(), a.orphans[3].clone()]);
+        assert_eq!(p.findings.len(), 3, "new.example's leftover is its unfinished create");
+        assert!(p.findings.iter().any(|f| f.message.contains("left alone")));
+        assert!(p.has_changes());
+    }
 }
