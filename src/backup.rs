@@ -128,6 +128,28 @@ pub async fn backup_instance(
         .await
         .context("reading the instance doc")?
         .ok_or_else(|| anyhow!("the instance doc of {domain} disappeared"))?;
+    let resumed = instance.get("deleting").and_then(Value::as_bool) == Some(true);
+    // An archive a killed run left half-written is never published: remove it.
+    for (path, partial) in archives_of(backup_dir, domain) {
+        if partial {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    if resumed {
+        // The deletion was started by an earlier run, which wrote its archive first (its databases
+        // may be partly deleted by now): that complete archive is the backup, not a new one.
+        let mut done: Vec<PathBuf> = archives_of(backup_dir, domain)
+            .into_iter()
+            .filter(|(_, partial)| !partial)
+            .map(|(p, _)| p)
+            .collect();
+        done.sort();
+        while let Some(last) = done.pop() {
+            if read_archive(&last).is_ok_and(|a| a.manifest.domain == domain) {
+                return Ok(last);
+            }
+        }
+    }
     if let Some(m) = instance.as_object_mut() {
         m.remove("_rev");
         // A backup of an instance whose deletion was under way restores a live instance.
@@ -193,6 +215,31 @@ pub async fn backup_instance(
         let _ = d.sync_all();
     }
     Ok(final_path)
+}
+
+/// Archives of `domain` in `dir` (`<domain>-<time>.tar.gz`), and whether each is a `.partial`.
+fn archives_of(dir: &Path, domain: &str) -> Vec<(PathBuf, bool)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let start = format!("{domain}-");
+    rd.flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let stamp = name.strip_prefix(&start)?;
+            // The time starts with a digit and has no dot before the extension.
+            if !stamp.starts_with(|c: char| c.is_ascii_digit()) || stamp[..stamp.find('.')?].contains('-') {
+                return None;
+            }
+            if name.ends_with(".tar.gz.partial") {
+                Some((e.path(), true))
+            } else if name.ends_with(".tar.gz") {
+                Some((e.path(), false))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn open_private(path: &Path) -> Result<std::fs::File> {

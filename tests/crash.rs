@@ -4,6 +4,9 @@
 //! the state must be exactly the declared one: plan empty, no instance lost or duplicated, none
 //! keeping `deleting`, no leftover database or folder, one instance doc per domain.
 //!
+//! Destroys write a backup first (`backup_dir`): every published archive must be complete, also
+//! when the destroy was killed and resumed.
+//!
 //! Sometimes the recovery apply uses the *other* configuration (the operator changed their mind
 //! after the crash): an interrupted create then leaves databases no instance claims, which the
 //! plan must show and apply must remove (see `cozyform::orphans`).
@@ -42,7 +45,7 @@ fn config(ws: &Workspace, which: char) {
              [instances.\"b2.example.com\"]\n"
         }
     };
-    ws.write_config("prune = true\nmax_destroy = 10\n", body);
+    ws.write_config("prune = true\nmax_destroy = 10\nbackup_dir = \"backups\"\n", body);
 }
 
 fn declared(which: char) -> BTreeSet<String> {
@@ -128,6 +131,20 @@ fn check_state(ws: &Workspace, which: char, ids: &BTreeMap<String, Value>, ctx: 
         block_on(cozyform::lock::current(&store)).unwrap().is_none(),
         "{ctx}: lock left held"
     );
+    // Every destroy wrote a complete, verified archive first (a resumed deletion reuses it).
+    for e in std::fs::read_dir(ws.path().join("backups")).into_iter().flatten() {
+        let path = e.unwrap().path();
+        if path.to_string_lossy().ends_with(".tar.gz") {
+            let a =
+                cozyform::backup::read_archive(&path).unwrap_or_else(|e| panic!("{ctx}: {}: {e:#}", path.display()));
+            assert_eq!(
+                a.databases.len(),
+                layout::INSTANCE_DOCTYPES.len(),
+                "{ctx}: {} is incomplete",
+                path.display()
+            );
+        }
+    }
     ws.assert_no_changes();
 }
 
