@@ -127,14 +127,15 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
         .collect();
     let needs_global =
         plan.create_global_db || !plan.global.is_empty() || work.iter().any(|i| i.action == Action::Create);
+    // Once the store stops answering (retries exhausted), no new instance is started: each would
+    // only wait for its own retries to fail.
+    let unreachable = AtomicBool::new(false);
     if needs_global && let Err(e) = ensure_global(store).await {
+        unreachable.store(store_unreachable(&e), Ordering::SeqCst);
         report.global_error = Some(format!("{e:#}"));
         // Without the global database nothing can be created; updates may still go on.
     }
     let global_failed = report.global_error.is_some();
-    // Once the store stops answering (retries exhausted), no new instance is started: each would
-    // only wait for its own retries to fail.
-    let unreachable = AtomicBool::new(global_failed && is_unreachable(report.global_error.as_deref()));
     let unreachable = &unreachable;
     let results: Vec<InstanceOutcome> = futures::stream::iter(work.into_iter().map(|ip| {
         let desired_inst = desired.instances.get(&ip.domain);
@@ -150,8 +151,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
             } else {
                 let r = apply_one(store, desired_inst, ip, opts, &mut link, &mut backup).await;
                 if let Err(e) = &r
-                    && e.chain()
-                        .any(|c| c.downcast_ref::<StoreError>().is_some_and(StoreError::is_retryable))
+                    && store_unreachable(e)
                 {
                     unreachable.store(true, Ordering::SeqCst);
                 }
@@ -188,8 +188,10 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
     report
 }
 
-fn is_unreachable(global_error: Option<&str>) -> bool {
-    global_error.is_some_and(|e| e.contains("failed:") || e.contains("answered 5"))
+/// Whether an error comes from a store that stopped answering (after the client's retries).
+fn store_unreachable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<StoreError>().is_some_and(StoreError::is_retryable))
 }
 
 /// Applies one instance's plan. `link` receives the registration link as soon as the instance doc
