@@ -270,12 +270,15 @@ fn server_stopped_mid_apply_gives_a_clear_error_and_the_next_apply_converges() {
 
 fn sigint_stops_new_work_and_releases_the_lock(b: Backend) {
     let ws = Workspace::new(b);
-    ws.write_config("", &many_instances(10));
+    // Enough instances that the run is still under way when the signal lands (the embedded
+    // store creates one in a few tens of milliseconds).
+    let n = if b == Backend::Embedded { 60 } else { 10 };
+    ws.write_config("", &many_instances(n));
     // The embedded store exists only after the first apply; create it with one instance.
     if b == Backend::Embedded {
         ws.write_config("", &many_instances(1));
         ws.apply_ok();
-        ws.write_config("", &many_instances(10));
+        ws.write_config("", &many_instances(n));
     }
     let before = block_on(cozyform::actual::read_instance_docs(&ws.store()))
         .map(|d| d.len())
