@@ -223,9 +223,23 @@ fn sigkill_at_random_points(b: Backend, default_runs: usize) {
     for run in 0..runs {
         let target = if state == 'A' { 'B' } else { 'A' };
         config(&ws, target);
+        // One kill in four anywhere in the run (start-up and planning included); the others once
+        // the lock is taken, where the writes happen.
+        let after_lock = rng.random_range(0..4) != 0;
         let delay = rng.random_range(0..window_ms);
         let mut child = spawn_apply(&ws);
-        std::thread::sleep(Duration::from_millis(delay));
+        if after_lock {
+            let started = Instant::now();
+            while block_on(cozyform::lock::current(&store)).ok().flatten().is_none()
+                && child.try_wait().unwrap().is_none()
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            std::thread::sleep(Duration::from_millis(delay / 2));
+        } else {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         if child.try_wait().unwrap().is_some() {
             finished_first += 1;
         } else {
@@ -244,7 +258,10 @@ fn sigkill_at_random_points(b: Backend, default_runs: usize) {
             target
         };
         config(&ws, recover);
-        let ctx = format!("run {run} (seed {seed}, kill after {delay} ms, {state}->{target}, recovered to {recover})");
+        let ctx = format!(
+            "run {run} (seed {seed}, kill {delay} ms after {}, {state}->{target}, recovered to {recover})",
+            if after_lock { "the lock (halved)" } else { "the start" }
+        );
         let out = ws.cmd().args(["apply", "--auto-approve"]).output().unwrap();
         assert!(
             out.status.success(),
