@@ -17,6 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
+static VALID: AtomicUsize = AtomicUsize::new(0);
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus")
@@ -39,6 +40,7 @@ fn check(src: &str) -> Result<(), String> {
     match result {
         Err(_) => Err("panic".into()),
         Ok(Ok(loaded)) => {
+            VALID.fetch_add(1, Ordering::Relaxed);
             for d in &loaded.warnings {
                 if d.line < 1 || d.column < 1 || d.line > lines + 1 {
                     return Err(format!("warning without a position in the file: {d:?}"));
@@ -74,6 +76,7 @@ fn cases() -> u32 {
 fn fuzz(name: &str, strategy: impl Strategy<Value = String>) {
     let started = Instant::now();
     let before = EXECUTIONS.load(Ordering::Relaxed);
+    let valid_before = VALID.load(Ordering::Relaxed);
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         failure_persistence: None,
@@ -83,9 +86,10 @@ fn fuzz(name: &str, strategy: impl Strategy<Value = String>) {
         check(&src).map_err(|e| TestCaseError::fail(format!("{e}\ninput: {src:?}")))
     });
     eprintln!(
-        "fuzz {name}: {} executions in {:?}",
+        "fuzz {name}: {} executions in {:?} ({} valid configs, the rest errors with a position)",
         EXECUTIONS.load(Ordering::Relaxed) - before,
-        started.elapsed()
+        started.elapsed(),
+        VALID.load(Ordering::Relaxed) - valid_before
     );
     if let Err(e) = result {
         if std::env::var_os("COZYFORM_FUZZ_SAVE").is_some()
