@@ -16,8 +16,9 @@
 //! a `<name>.sha256` written next to it, and the destroy allowed to go on. A failed backup fails
 //! the destroy of that instance before anything is deleted.
 //!
-//! Limits: one database's docs are held in memory at a time; attachments are not included (cozy-
-//! stack keeps file contents on disk, which the archive includes).
+//! Limits: the databases' docs are held in memory (one database at a time while writing, all of
+//! them while verifying or restoring; file contents are streamed); attachments are not included
+//! (cozy-stack keeps file contents on disk, which the archive includes).
 //!
 //! # Restore
 //! Refused when an instance doc already claims the domain. Order, as for a create: the databases
