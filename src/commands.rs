@@ -263,6 +263,15 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
     if !p.has_changes() {
         print!("{rendered}");
         println!("\nApply complete! Instances: 0 added, 0 changed, 0 destroyed.");
+        // Nothing to do needs no lock; but a lock left by a killed run would block the next change.
+        if let Some(s) = &existing
+            && let Ok(Some(held)) = crate::lock::current(s).await
+        {
+            eprintln!(
+                "warning: a lock is held:\n  {held}\nIf no cozyform run is active (it was killed), release it: cozyform force-unlock {}",
+                held.id
+            );
+        }
         return Ok(0);
     }
     print!("{rendered}");

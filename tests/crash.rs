@@ -158,7 +158,9 @@ fn release_stale_lock(ws: &Workspace) -> bool {
             let stdout = String::from_utf8_lossy(&out.stdout);
             // A run killed after its last write but before releasing the lock leaves nothing to
             // do: such an apply needs no lock and succeeds. Any other is blocked, naming the lock.
-            let nothing_to_do = out.status.success() && stdout.contains("0 added, 0 changed, 0 destroyed");
+            let nothing_to_do = out.status.success()
+                && stdout.contains("0 added, 0 changed, 0 destroyed")
+                && err.contains(&format!("cozyform force-unlock {}", l.id));
             assert!(
                 nothing_to_do || (!out.status.success() && err.contains(&format!("cozyform force-unlock {}", l.id))),
                 "a stale lock must block apply and name its id:\n{stdout}\n{err}"

@@ -333,3 +333,17 @@ fn sigint_stops_new_work_and_releases_the_lock_couchdb() {
 fn sigint_stops_new_work_and_releases_the_lock_embedded() {
     sigint_stops_new_work_and_releases_the_lock(Backend::Embedded);
 }
+
+/// A run killed after its last write leaves its lock: an apply with nothing to do succeeds (it
+/// needs no lock) but says how to release it, since the next change would be blocked.
+#[test]
+fn stale_lock_with_nothing_to_do_is_reported() {
+    let ws = Workspace::new(Backend::Embedded);
+    ws.write_config("", &format!("[instances.\"{A}\"]\n"));
+    ws.apply_ok();
+    let held = block_on(cozyform::lock::acquire(&ws.store(), "apply", Duration::ZERO)).unwrap();
+    let out = ws.cmd().args(["apply", "--auto-approve"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cozyform force-unlock {}", held.id)), "{err}");
+}
