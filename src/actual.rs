@@ -20,7 +20,7 @@ use crate::store::{Store, StoreResult};
 pub const INSTANCES_PAGE: usize = 1000;
 
 /// How much to read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     /// Verify indexes, views, directory docs and settings docs of every instance.
     pub deep: bool,
@@ -28,6 +28,27 @@ pub struct ReadOptions {
     pub parallelism: usize,
     /// Domains whose settings doc must be read (those that declare settings).
     pub settings_for: BTreeSet<String>,
+    /// Extra instance folders to look at (`<fs_root>/<domain>`): the targets of renames.
+    pub probe_folders: BTreeSet<String>,
+    /// Instances (by the domain of their doc) whose default directories are renamed on a locale
+    /// change, with the desired locale: when the doc's locale differs, their default dirs are read.
+    pub default_dirs_for: BTreeMap<String, String>,
+}
+
+/// A default directory (Administrative, Photos) of an instance whose locale changes: where it is
+/// under the old locale's name, and whether the new locale's name is already taken.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DefaultDirObs {
+    /// `administrative` or `photos`.
+    pub kind: String,
+    /// `/<name in the old locale>`.
+    pub from_path: String,
+    /// `/<name in the new locale>`.
+    pub to_path: String,
+    /// The id of the directory doc at `from_path` (a directory under the root), if there is one.
+    pub id: Option<String>,
+    /// Whether a doc already has the path `to_path`.
+    pub target_taken: bool,
 }
 
 /// A value that may not have been read.
@@ -108,8 +129,15 @@ pub struct Actual {
     pub revs: BTreeMap<String, String>,
     /// Databases and folders no instance doc claims (see [`crate::orphans`]).
     pub orphans: Vec<crate::orphans::Orphan>,
+    /// Installed apps and resolved app sources (read by [`crate::apps::gather`]).
+    pub apps: crate::apps::AppsActual,
     /// `_rev` of each settings doc read and present, by domain, for saved-plan staleness.
     pub settings_revs: BTreeMap<String, String>,
+    /// The folders of [`ReadOptions::probe_folders`], by domain.
+    pub folders: BTreeMap<String, FsState>,
+    /// Default directories of the instances of [`ReadOptions::default_dirs_for`] whose locale
+    /// differs, by the domain of their doc.
+    pub default_dirs: BTreeMap<String, Vec<DefaultDirObs>>,
 }
 
 impl Actual {
@@ -165,6 +193,9 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
             .with_context(|| format!("reading {}", store.describe()))?,
         ..Default::default()
     };
+    for d in &opts.probe_folders {
+        actual.folders.insert(d.clone(), fsops::probe(fs_root, d));
+    }
     if !actual.global_db {
         return Ok(actual);
     }
@@ -309,7 +340,81 @@ pub async fn read_actual(store: &Store, fs_root: &Path, opts: &ReadOptions) -> a
         actual.instances[n].settings = settings;
         actual.instances[n].deep = deep_state;
     }
+
+    // Default directories of instances whose locale changes with rename_default_dirs.
+    let wanted: Vec<(usize, String)> = actual
+        .instances
+        .iter()
+        .enumerate()
+        .filter_map(|(n, i)| {
+            let want = opts.default_dirs_for.get(&i.domain)?;
+            let have = i.doc.get("locale").and_then(Value::as_str).unwrap_or("");
+            (have != want && i.doctypes.contains(layout::FILES)).then(|| (n, want.clone()))
+        })
+        .collect();
+    let results: Vec<(usize, StoreResult<Vec<DefaultDirObs>>)> =
+        futures::stream::iter(wanted.into_iter().map(|(n, locale)| {
+            let inst = &actual.instances[n];
+            let store = store.clone();
+            async move { (n, read_default_dirs(&store, inst, &locale).await) }
+        }))
+        .buffer_unordered(opts.parallelism.max(1))
+        .collect()
+        .await;
+    for (n, r) in results {
+        let domain = actual.instances[n].domain.clone();
+        let obs = r.with_context(|| format!("reading the default directories of {domain}"))?;
+        actual.default_dirs.insert(domain, obs);
+    }
     Ok(actual)
+}
+
+/// The default directories of `inst` that have different names in its current locale and in
+/// `new_locale`: the doc at the old name, and whether the new name is taken.
+pub async fn read_default_dirs(
+    store: &Store,
+    inst: &ActualInstance,
+    new_locale: &str,
+) -> StoreResult<Vec<DefaultDirObs>> {
+    use crate::store::PathSelector;
+    let old_locale = inst.doc.get("locale").and_then(Value::as_str).unwrap_or("");
+    let (old, new) = (
+        layout::default_dir_names(old_locale),
+        layout::default_dir_names(new_locale),
+    );
+    let files_db = layout::db_name(&inst.db_prefix, layout::FILES);
+    let mut out = Vec::new();
+    for (kind, from, to) in [
+        ("administrative", old.administrative, new.administrative),
+        ("photos", old.photos, new.photos),
+    ] {
+        if from == to {
+            continue;
+        }
+        let (from_path, to_path) = (format!("/{from}"), format!("/{to}"));
+        let at_from = store.find_by_path(&files_db, PathSelector::Eq(&from_path)).await?;
+        let id = at_from
+            .iter()
+            .find(|d| {
+                d.get("type").and_then(Value::as_str) == Some("directory")
+                    && d.get("dir_id").and_then(Value::as_str) == Some(layout::ROOT_DIR_ID)
+                    && d.get("path").and_then(Value::as_str) == Some(from_path.as_str())
+            })
+            .and_then(|d| d.get("_id").and_then(Value::as_str))
+            .map(str::to_string);
+        let at_to = store.find_by_path(&files_db, PathSelector::Eq(&to_path)).await?;
+        let target_taken = at_to
+            .iter()
+            .any(|d| d.get("path").and_then(Value::as_str) == Some(to_path.as_str()));
+        out.push(DefaultDirObs {
+            kind: kind.into(),
+            from_path,
+            to_path,
+            id,
+            target_taken,
+        });
+    }
+    Ok(out)
 }
 
 async fn read_instance_extras(

@@ -22,6 +22,10 @@
 //!    a missing folder marks an unfinished creation, which the next plan repairs;
 //! 6. a final update of the instance doc, which ends at rev 2 as cozy-stack's does.
 //!
+//! Update: renames first (`renamed_from`'s folder move, default directories of a locale change; see
+//! [`crate::apply_renames`]), then repairs, then the instance doc (the commit point of a rename or
+//! a locale change), then the settings doc and the folders.
+//!
 //! Destroy keeps `deleting: true` on the instance doc from its first step until the doc itself is
 //! deleted (cozy-stack resets it just before deleting the databases): a crash midway leaves an
 //! instance that cozy-stack answers 404 for and that the next plan shows as a deletion to finish.
@@ -92,6 +96,8 @@ pub struct ApplyReport {
     pub leftover_errors: Vec<String>,
     /// Set when the lock could not be released at the end (the message says how to release it).
     pub lock_error: Option<String>,
+    /// What happened to each app change (see [`crate::apps::install`]).
+    pub apps: Vec<crate::apps::install::AppOutcome>,
 }
 
 impl ApplyReport {
@@ -100,6 +106,7 @@ impl ApplyReport {
             + usize::from(self.global_error.is_some())
             + self.leftover_errors.len()
             + usize::from(self.lock_error.is_some())
+            + self.apps.iter().filter(|o| !o.ok).count()
     }
     pub fn count(&self, action: Action) -> usize {
         self.outcomes.iter().filter(|o| o.ok && o.action == action).count()
@@ -214,6 +221,8 @@ async fn apply_one(
                 .existing
                 .as_ref()
                 .ok_or_else(|| anyhow!("update of an instance that was not read"))?;
+            // Folder move and default-directory renames first: the instance doc is written last.
+            crate::apply_renames::apply_moves(store, &opts.fs_root, ip, ex).await?;
             update_instance(store, &opts.fs_root, want, ex, &ip.domain, &ip.changes, &ip.repairs).await
         }
         Action::Destroy => {
@@ -585,7 +594,13 @@ async fn update_instance(
 
     let inst_patch = instance_patch(changes, DocKind::Instance);
     if !inst_patch.is_empty() {
-        update_instance_doc(store, &ex.id, domain, &inst_patch).await?;
+        // A rename changes `domain`: the doc still has the old one until this write.
+        let current = changes
+            .iter()
+            .find(|c| c.doc == DocKind::Instance && c.key == "domain")
+            .and_then(|c| c.before.as_ref()?.as_str())
+            .unwrap_or(domain);
+        update_instance_doc(store, &ex.id, current, &inst_patch).await?;
     }
     let settings_patch = instance_patch(changes, DocKind::Settings);
     if !settings_patch.is_empty() || repairs.contains(&Repair::SettingsDoc) {
@@ -633,7 +648,13 @@ async fn update_instance_doc(store: &Store, id: &str, domain: &str, patch: &[(St
             .await
             .context("reading the instance doc")?
             .ok_or_else(|| anyhow!("the instance doc of {domain} disappeared"))?;
-        if doc.get("domain").and_then(Value::as_str) != Some(domain) {
+        let doc_domain = doc.get("domain").and_then(Value::as_str);
+        // For a rename, an earlier try may have written the new domain already.
+        let renamed_to = patch
+            .iter()
+            .find(|(k, _)| k == "domain")
+            .and_then(|(_, v)| v.as_ref()?.as_str());
+        if doc_domain != Some(domain) && (renamed_to.is_none() || doc_domain != renamed_to) {
             bail!("the instance doc {id} no longer belongs to {domain}; run plan again");
         }
         let mut m: Map<String, Value> = doc.as_object().cloned().unwrap_or_default();

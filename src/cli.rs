@@ -63,6 +63,10 @@ pub enum Command {
         /// The `.tar.gz` archive.
         archive: PathBuf,
     },
+    /// Declare existing instances as they are: print their TOML, or add it to the config file.
+    Import(ImportArgs),
+    /// Print one instance's actual state (instance doc, databases, folder, settings), secrets redacted.
+    Show(ShowArgs),
     /// Print a JSON Schema: `config` (the instances file), `plan` (`plan --json`), `apply` (`apply --json`).
     Schema {
         #[arg(value_enum)]
@@ -182,4 +186,37 @@ pub struct ValidateArgs {
     /// Print the findings as JSON: a list of {file, line, column, severity, message, hint}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// An instance to import (its domain); repeatable.
+    #[arg(long = "domain", value_name = "DOMAIN", required_unless_present = "all")]
+    pub domains: Vec<String>,
+
+    /// Import every existing instance the config file does not declare.
+    #[arg(long, conflicts_with = "domains")]
+    pub all: bool,
+
+    /// Add the instances to the config file (keeping its comments) instead of printing them.
+    #[arg(long)]
+    pub write: bool,
+
+    /// How many instances are read at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The instance (its domain, or one of its aliases).
+    pub domain: String,
+
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also verify its indexes, views and root/trash directory docs.
+    #[arg(long)]
+    pub deep: bool,
 }

@@ -19,8 +19,10 @@ use crate::store::Store;
 use crate::store::couch::CouchStore;
 use crate::store::embedded::EmbeddedStore;
 
+mod import;
 mod machine;
 mod saved;
+mod show;
 mod tooling;
 
 /// An error with a hint for the user, rendered as `error:` / `hint:`.
@@ -53,6 +55,8 @@ pub async fn run(cli: Cli) -> Result<Exit> {
         Command::Restore { archive } => restore_cmd(&cli, archive).await,
         Command::Plan(args) => plan_cmd(&cli, args, color).await,
         Command::Apply(args) => apply_cmd(&cli, args, color).await,
+        Command::Import(args) => import::import_cmd(&cli, args).await,
+        Command::Show(args) => show::show_cmd(&cli, args).await,
         Command::Schema { which } => {
             let schema = match which {
                 SchemaKind::Config => config::json_schema(),
@@ -149,22 +153,30 @@ fn read_options(desired: &Desired, args: &ReadArgs) -> ReadOptions {
         .filter(|i| !i.settings.is_empty())
         .map(|i| i.domain.clone())
         .collect();
-    ReadOptions {
+    let mut opts = ReadOptions {
         deep: args.deep,
         parallelism: args.parallelism as usize,
         settings_for,
-    }
+        ..Default::default()
+    };
+    crate::plan_renames::add_read_options(desired, &mut opts);
+    opts
 }
 
 /// Reads the actual state and plans.
 async fn compute(desired: &Desired, store: Option<&Store>, args: &ReadArgs) -> Result<(Actual, Plan)> {
-    let actual = match store {
+    let mut actual = match store {
         Some(s) => actual::read_actual(s, &desired.fs_root, &read_options(desired, args)).await?,
         None => Actual::default(),
     };
+    crate::apps::gather(store, desired, &mut actual, args.parallelism as usize).await?;
     let mut p = plan::plan(desired, &actual);
     if let Some(t) = crate::targeting::Targets::parse(&args.target)? {
         t.restrict(&mut p, desired, &actual)?;
+        // The app changes, and the app source errors, of the targeted instances only.
+        p.apps = crate::apps::plan::plan_apps(desired, &actual, &p.instances, &mut p.errors);
+        let mut seen = std::collections::HashSet::new();
+        p.errors.retain(|e| seen.insert(e.clone()));
     }
     Ok((actual, p))
 }
@@ -396,12 +408,13 @@ async fn apply_locked(
     }
     // The global design docs are defined idempotently whatever the plan says; what the operator
     // approved is what happens to each instance.
-    if p.instances != shown.instances || p.errors != shown.errors {
+    if p.instances != shown.instances || p.errors != shown.errors || p.apps != shown.apps {
         return Ok(Locked::StateChanged);
     }
     // Before changing anything: every apply makes every saved plan stale, its own included.
     crate::saved_plan::record_apply(store, saved.map(|g| g.saved.plan_id.as_str()), holder).await?;
-    let report = apply::apply(store, desired, &p, &opts).await;
+    let mut report = apply::apply(store, desired, &p, &opts).await;
+    report.apps = crate::apps::install::apply_apps(store, &p, &opts, &report).await;
     Ok(Locked::Applied(report))
 }
 
@@ -451,6 +464,7 @@ fn print_report(report: &ApplyReport, st: Style) {
             report.leftovers_removed
         );
     }
+    crate::apps::render::render_app_outcomes(&report.apps, st);
     let added = report.count(Action::Create);
     let changed = report.count(Action::Update) + report.count(Action::Repair);
     let destroyed = report.count(Action::Destroy);

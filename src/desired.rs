@@ -42,6 +42,12 @@ pub struct DesiredInstance {
     /// Keys of the settings doc (`email`, `public_name`, `phone`, `tz` and the extra `settings`),
     /// string values.
     pub settings: BTreeMap<String, String>,
+    /// `renamed_from`: the (normalized) domain the instance is renamed from.
+    pub renamed_from: Option<String>,
+    /// Rename the default directories when the locale changes.
+    pub rename_default_dirs: bool,
+    /// The apps and konnectors it manages; `None`: its apps are neither read nor touched.
+    pub apps: Option<crate::apps::DesiredApps>,
 }
 
 impl DesiredInstance {
@@ -58,6 +64,9 @@ impl DesiredInstance {
             blocked: None,
             blocking_reason: None,
             settings: BTreeMap::new(),
+            renamed_from: None,
+            rename_default_dirs: false,
+            apps: None,
         }
     }
 

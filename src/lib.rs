@@ -5,6 +5,8 @@
 
 pub mod actual;
 pub mod apply;
+pub mod apply_renames;
+pub mod apps;
 pub mod atomic_file;
 pub mod backup;
 pub mod cli;
@@ -13,10 +15,12 @@ pub mod config;
 pub mod desired;
 pub mod domain;
 pub mod fsops;
+pub mod import;
 pub mod layout;
 pub mod lock;
 pub mod orphans;
 pub mod plan;
+pub mod plan_renames;
 pub mod quota;
 pub mod render;
 pub mod render_json;

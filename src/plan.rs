@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::actual::{Actual, ActualInstance, Finding, Observed};
 use crate::desired::{Desired, DesiredInstance, InstanceState};
 use crate::layout;
+pub use crate::plan_renames::{DirRename, RenamePlan};
 
 /// What happens to one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -100,6 +101,12 @@ pub struct InstancePlan {
     pub repairs: Vec<Repair>,
     pub create: Option<CreateSpec>,
     pub existing: Option<Existing>,
+    /// For a rename (`renamed_from`): the domain the instance has now, and whether its folder moves.
+    #[serde(default)]
+    pub rename: Option<RenamePlan>,
+    /// Default directories renamed with a locale change (`rename_default_dirs`).
+    #[serde(default)]
+    pub dir_renames: Vec<DirRename>,
 }
 
 /// Counts for the summary line.
@@ -127,6 +134,9 @@ pub struct Plan {
     /// Leftovers apply removes (only removable ones; the others are findings), see [`crate::orphans`].
     #[serde(default)]
     pub orphans: Vec<crate::orphans::Orphan>,
+    /// App changes of each instance that has some (see [`crate::apps::plan`]).
+    #[serde(default)]
+    pub apps: BTreeMap<String, Vec<crate::apps::plan::AppChange>>,
     /// The `--target` patterns this plan is restricted to; empty for a whole plan.
     #[serde(default)]
     pub targets: Vec<String>,
@@ -150,7 +160,11 @@ impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
         let s = self.summary();
-        s.add + s.change + s.destroy > 0 || !self.global.is_empty() || self.create_global_db || !self.orphans.is_empty()
+        s.add + s.change + s.destroy > 0
+            || !self.global.is_empty()
+            || self.create_global_db
+            || self.apps.values().flatten().any(|c| c.acts())
+            || !self.orphans.is_empty()
     }
 }
 
@@ -174,9 +188,18 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             holders.insert(a, inst);
         }
     }
+    // Renames (`renamed_from`) to carry out now; their old domains are planned under the new one.
+    let renames = crate::plan_renames::pending_renames(desired, actual, &mut out.errors);
+    let rename_sources = crate::plan_renames::sources(&renames);
+    let renamed_to: HashMap<&str, &str> = renames.iter().map(|(n, o)| (o.as_str(), n.as_str())).collect();
     // Whether an existing instance still holds `name` once the plan is applied.
     let still_holds = |inst: &ActualInstance, name: &str| -> bool {
-        match desired.instances.get(&inst.domain) {
+        let declared = desired.instances.get(&inst.domain).or_else(|| {
+            renamed_to
+                .get(inst.domain.as_str())
+                .and_then(|n| desired.instances.get(*n))
+        });
+        match declared {
             None => !desired.prune,
             Some(d) if d.state == InstanceState::Absent => false,
             Some(d) => {
@@ -199,12 +222,33 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     domains.dedup();
 
     for domain in domains {
-        if actual.ambiguous.contains(domain) {
+        if actual.ambiguous.contains(domain)
+            || (rename_sources.contains(domain) && !desired.instances.contains_key(domain))
+        {
             continue;
         }
         let want = desired.instances.get(domain);
         let have = existing.get(domain).copied();
         let entry = match (want, have) {
+            (Some(w), None) if renames.contains_key(domain) => {
+                let h = existing[renames[domain].as_str()];
+                for name in w.domain_aliases.iter().flatten() {
+                    if let Some(other) = holders.get(name.as_str())
+                        && other.domain != h.domain
+                        && still_holds(other, name)
+                    {
+                        out.errors.push(format!(
+                            "{domain}: alias {name:?} is already used by the existing instance {:?}",
+                            other.domain
+                        ));
+                    }
+                }
+                let mut e = crate::plan_renames::plan_rename(w, h, actual);
+                crate::plan_renames::attach_dir_renames(&mut e, w, h, actual);
+                e
+            }
+            // A rename that cannot be carried out: the error is in the plan; create nothing.
+            (Some(w), None) if w.renamed_from.is_some() && w.state == InstanceState::Present => continue,
             (Some(w), None) if w.state == InstanceState::Present => {
                 for name in std::iter::once(&w.domain).chain(w.domain_aliases.iter().flatten()) {
                     if let Some(h) = holders.get(name.as_str())
@@ -239,7 +283,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                         ));
                     }
                 }
-                plan_existing(w, h)
+                let mut e = plan_existing(w, h);
+                crate::plan_renames::attach_dir_renames(&mut e, w, h, actual);
+                e
             }
             (None, Some(h)) => {
                 if desired.prune {
@@ -258,6 +304,8 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                         repairs: vec![],
                         create: None,
                         existing: Some(existing_of(h)),
+                        rename: None,
+                        dir_renames: vec![],
                     }
                 }
             }
@@ -266,6 +314,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         out.instances.push(entry);
     }
 
+    crate::plan_renames::check_creates(&out.instances, actual, &mut out.errors);
     plan_orphans(&mut out, actual);
     let creates = out.instances.iter().any(|i| i.action == Action::Create);
     if actual.global_db {
@@ -277,6 +326,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             .chain(layout::global_indexes().map(|i| i.ddoc.to_string()))
             .collect();
     }
+    out.apps = crate::apps::plan::plan_apps(desired, actual, &out.instances, &mut out.errors);
     out
 }
 
@@ -326,6 +376,8 @@ fn destroy(h: &ActualInstance, why: &str) -> InstancePlan {
         repairs: vec![],
         create: None,
         existing: Some(existing_of(h)),
+        rename: None,
+        dir_renames: vec![],
     }
 }
 
@@ -387,6 +439,8 @@ fn plan_create(w: &DesiredInstance) -> InstancePlan {
         repairs: vec![],
         create: Some(spec),
         existing: None,
+        rename: None,
+        dir_renames: vec![],
     }
 }
 
@@ -434,7 +488,7 @@ fn present(v: Option<&Value>) -> Option<Value> {
     }
 }
 
-fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
+pub(crate) fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
     let mut changes = Vec::new();
     for (key, after) in desired_instance_fields(w) {
         let before = present(h.doc.get(key));
@@ -559,6 +613,8 @@ fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
         repairs,
         create: None,
         existing: Some(existing_of(h)),
+        rename: None,
+        dir_renames: vec![],
     }
 }
 

@@ -118,10 +118,10 @@ fn render_instance(out: &mut String, i: &InstancePlan, st: Style) {
             writeln!(out, "    }}").unwrap();
         }
         Action::Update | Action::Repair => {
-            let what = if i.action == Action::Update {
-                "updated in-place"
-            } else {
-                "repaired"
+            let what = match (&i.rename, i.action) {
+                (Some(_), _) => "renamed",
+                (None, Action::Update) => "updated in-place",
+                _ => "repaired",
             };
             writeln!(out, "  {}# {d} will be {what}{}", st.bold, st.reset).unwrap();
             let sym = if i.action == Action::Update {
@@ -129,9 +129,28 @@ fn render_instance(out: &mut String, i: &InstancePlan, st: Style) {
             } else {
                 format!("{}!{}", st.cyan, st.reset)
             };
-            writeln!(out, "  {sym} instance \"{d}\" {{").unwrap();
+            match &i.rename {
+                Some(r) => writeln!(out, "  {sym} {} => {d} (renamed) {{", r.from).unwrap(),
+                None => writeln!(out, "  {sym} instance \"{d}\" {{").unwrap(),
+            }
             for c in &i.changes {
                 render_change(out, c, st, "      ");
+            }
+            if let Some(r) = i.rename.as_ref().filter(|r| r.move_folder) {
+                writeln!(
+                    out,
+                    "      {}~{} folder <fs_root>/{} => <fs_root>/{d}",
+                    st.yellow, st.reset, r.from
+                )
+                .unwrap();
+            }
+            for dr in &i.dir_renames {
+                writeln!(
+                    out,
+                    "      {}~{} directory {:?} => {:?} (its subdirectories' paths and its folder on disk too)",
+                    st.yellow, st.reset, dr.from, dr.to
+                )
+                .unwrap();
             }
             for r in &i.repairs {
                 writeln!(out, "      {}!{} missing {}", st.cyan, st.reset, describe_repair(r)).unwrap();
@@ -199,6 +218,10 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
         if !unmanaged.is_empty() {
             out.push('\n');
         }
+        for (domain, apps) in &plan.apps {
+            crate::apps::render::render_apps_only(&mut out, domain, apps, st);
+            out.push('\n');
+        }
         writeln!(
             out,
             "{}No changes.{} Your instances match the configuration.",
@@ -220,7 +243,16 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
     }
     for i in &changed {
         render_instance(&mut out, i, st);
+        if let Some(apps) = plan.apps.get(&i.domain) {
+            crate::apps::render::render_app_changes(&mut out, apps, st);
+        }
         out.push('\n');
+    }
+    for i in plan.instances.iter().filter(|i| i.action == Action::NoOp) {
+        if let Some(apps) = plan.apps.get(&i.domain) {
+            crate::apps::render::render_apps_only(&mut out, &i.domain, apps, st);
+            out.push('\n');
+        }
     }
     for i in &unmanaged {
         render_instance(&mut out, i, st);
@@ -245,6 +277,19 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
         write!(out, " ({} unmanaged left alone.)", s.unmanaged).unwrap();
     }
     out.push('\n');
+    let a = crate::apps::plan::summary(&plan.apps);
+    if a.install + a.update + a.uninstall + a.unmanaged > 0 {
+        write!(
+            out,
+            "{}Apps:{} {} to install, {} to update, {} to uninstall.",
+            st.bold, st.reset, a.install, a.update, a.uninstall
+        )
+        .unwrap();
+        if a.unmanaged > 0 {
+            write!(out, " ({} not declared, left alone.)", a.unmanaged).unwrap();
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -317,6 +362,27 @@ mod tests {
         };
         render_change(&mut out, &c, Style::new(false), "");
         insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn human_rename_snapshot() {
+        use crate::actual::DefaultDirObs;
+        let mut d = DesiredInstance::new("new.example.com");
+        d.renamed_from = Some("old.example.com".into());
+        d.locale = Some("fr".into());
+        d.rename_default_dirs = true;
+        let mut a = actual(vec![existing("old.example.com", json!({"locale": "en"}))]);
+        a.default_dirs.insert(
+            "old.example.com".into(),
+            vec![DefaultDirObs {
+                kind: "administrative".into(),
+                from_path: "/Administrative".into(),
+                to_path: "/Administratif".into(),
+                id: Some("d1".into()),
+                target_taken: false,
+            }],
+        );
+        insta::assert_snapshot!(render_plan(&plan(&desired(vec![d], false), &a), Style::new(false)));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use crate::actual::Finding;
 use crate::apply::{ApplyReport, InstanceOutcome};
 use crate::plan::{self, Plan};
 
-/// The version of the JSON documents' format. Minor versions only add fields.
+/// The version of the JSON documents' format. Minor versions only add fields (1.1: `targets` on
+/// the plan, `renamed_from` and `dir_renames` on each plan instance).
 pub const FORMAT_VERSION: &str = "1.1";
 
 /// The compatibility rule, as stated in the schemas.
@@ -61,6 +62,13 @@ pub struct PlanDocument {
     pub global: PlanGlobal,
     /// Every declared or existing instance, sorted by domain, including no-ops.
     pub instances: Vec<PlanInstance>,
+    /// App and konnector changes by kind (added in 1.1).
+    #[serde(default)]
+    pub app_summary: crate::apps::json::PlanAppSummary,
+    /// Every app change (and every installed app not declared), by domain then kind and slug (added
+    /// in 1.1).
+    #[serde(default)]
+    pub apps: Vec<crate::apps::json::PlanApp>,
     /// The `--target` patterns the plan is restricted to (added in 1.1). When not empty, the plan
     /// is partial: it covers only the matching instances. Absent from 1.0 documents.
     #[serde(default)]
@@ -126,6 +134,25 @@ pub struct PlanInstance {
     pub changes: Vec<PlanChange>,
     /// Missing parts to (re)create.
     pub repairs: Vec<PlanRepair>,
+    /// For a rename (`renamed_from`, format 1.1): the domain the instance has before apply; `domain`
+    /// is the one it has after. Null otherwise.
+    #[serde(default)]
+    pub renamed_from: Option<String>,
+    /// Default directories renamed with a locale change (`rename_default_dirs`, format 1.1).
+    #[serde(default)]
+    pub dir_renames: Vec<PlanDirRename>,
+}
+
+/// A default directory renamed with a locale change: the directory doc's `name` and `path`, the
+/// `path` of every descendant directory, and the folder on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanDirRename {
+    /// `administrative` or `photos`.
+    pub kind: String,
+    /// The path before, e.g. `/Administrative`.
+    pub from: String,
+    /// The path after, e.g. `/Administratif`.
+    pub to: String,
 }
 
 /// Which document a change is on.
@@ -265,8 +292,20 @@ impl PlanDocument {
                     reason: i.reason.clone(),
                     changes: i.changes.iter().map(PlanChange::from).collect(),
                     repairs: i.repairs.iter().map(PlanRepair::from).collect(),
+                    renamed_from: i.rename.as_ref().map(|r| r.from.clone()),
+                    dir_renames: i
+                        .dir_renames
+                        .iter()
+                        .map(|r| PlanDirRename {
+                            kind: r.kind.clone(),
+                            from: r.from.clone(),
+                            to: r.to.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
+            app_summary: crate::apps::json::plan_app_summary(p),
+            apps: crate::apps::json::plan_apps(p),
             targets: p.targets.clone(),
         }
     }
@@ -310,6 +349,9 @@ pub struct ApplyResult {
     /// Leftovers of interrupted creates removed by this run.
     #[serde(default)]
     pub leftovers_removed: usize,
+    /// One entry per app change acted on (added in 1.1).
+    #[serde(default)]
+    pub apps: Vec<crate::apps::json::ApplyApp>,
 }
 
 /// Counts of what an apply did.
@@ -363,6 +405,7 @@ impl ApplyResult {
                 instances: vec![],
                 errors: vec![],
                 leftovers_removed: 0,
+                apps: vec![],
             },
             Some(r) => ApplyResult {
                 ok: r.failed() == 0,
@@ -377,6 +420,7 @@ impl ApplyResult {
                 instances: r.outcomes.iter().map(ApplyInstance::from).collect(),
                 errors: r.leftover_errors.iter().cloned().chain(r.lock_error.clone()).collect(),
                 leftovers_removed: r.leftovers_removed,
+                apps: crate::apps::json::apply_apps(&r.apps),
             },
         }
     }

@@ -29,6 +29,15 @@ pub fn render_markdown(plan: &Plan) -> String {
     writeln!(out, "| add | change | destroy | unmanaged |").unwrap();
     writeln!(out, "| ---: | ---: | ---: | ---: |").unwrap();
     writeln!(out, "| {} | {} | {} | {} |\n", s.add, s.change, s.destroy, s.unmanaged).unwrap();
+    let a = crate::apps::plan::summary(&plan.apps);
+    if a.install + a.update + a.uninstall + a.unmanaged > 0 {
+        writeln!(
+            out,
+            "Apps: {} to install, {} to update, {} to uninstall, {} not declared (left alone).\n",
+            a.install, a.update, a.uninstall, a.unmanaged
+        )
+        .unwrap();
+    }
     if !plan.has_changes() {
         writeln!(out, "No changes. Your instances match the configuration.\n").unwrap();
     }
@@ -51,8 +60,16 @@ pub fn render_markdown(plan: &Plan) -> String {
                         DocKind::Settings => format!("settings.{}", c.key),
                     })
                     .collect();
+                keys.extend(
+                    i.dir_renames
+                        .iter()
+                        .map(|r| format!("directory {} => {}", r.from, r.to)),
+                );
                 keys.extend(i.repairs.iter().map(render::describe_repair));
-                format!("- **~ update** `{d}`: {}", keys.join(", "))
+                match &i.rename {
+                    Some(r) => format!("- **~ rename** `{}` => `{d}`: {}", r.from, keys.join(", ")),
+                    None => format!("- **~ update** `{d}`: {}", keys.join(", ")),
+                }
             }
             Action::Repair => {
                 let what: Vec<String> = i.repairs.iter().map(render::describe_repair).collect();
@@ -66,6 +83,7 @@ pub fn render_markdown(plan: &Plan) -> String {
         };
         lines.push(line);
     }
+    lines.extend(crate::apps::render::markdown_lines(&plan.apps));
     for l in &lines {
         writeln!(out, "{l}").unwrap();
     }

@@ -118,6 +118,7 @@ async fn converge(store: &Store, d: &Desired) -> cozyform::plan::Plan {
         deep: false,
         parallelism: 4,
         settings_for,
+        ..Default::default()
     };
     let a = read_actual(store, &d.fs_root, &opts).await.unwrap();
     let p = plan(d, &a);

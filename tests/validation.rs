@@ -193,13 +193,13 @@ fn unknown_keys_in_every_table() {
                 5,
                 1,
                 "unknown key \"state\" in [defaults]",
-                "the keys allowed here are: locale, email, public_name, phone, tz, context, disk_quota, settings, blocked, blocking_reason, prevent_destroy",
+                "the keys allowed here are: locale, email, public_name, phone, tz, context, disk_quota, settings, blocked, blocking_reason, prevent_destroy, rename_default_dirs, apps, apps_prune",
             ),
             (
                 7,
                 1,
                 "unknown key \"colour\" in instance \"a.example.com\"",
-                "the keys allowed here are: state, locale, email, public_name, phone, tz, context, disk_quota, domain_aliases, uuid, settings, blocked, blocking_reason, prevent_destroy",
+                "the keys allowed here are: state, renamed_from, locale, email, public_name, phone, tz, context, disk_quota, domain_aliases, uuid, settings, blocked, blocking_reason, prevent_destroy, rename_default_dirs, apps, apps_add, apps_remove, apps_prune, app, konnector",
             ),
         ],
     );

@@ -45,6 +45,26 @@ pub struct ConfigFile {
     /// instance; `cozyform restore` brings it back). Relative to the config file.
     #[serde(default)]
     pub backup_dir: Option<String>,
+    /// When true, apps installed on an instance but not declared for it are uninstalled (default
+    /// false: they are reported and left alone). Also settable in `[defaults]` and per instance.
+    #[serde(default)]
+    pub apps_prune: Option<bool>,
+    /// Apps registries by context name, each a list of URLs tried in order (cozy-stack's
+    /// `registries`). An instance uses the list of its `context`, else `default`.
+    #[serde(default)]
+    pub registries: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// `[instances."<domain>".app.<slug>]` or `.konnector.<slug>`: where an app comes from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// `registry://<slug>[/<channel>[/<version>]]` (default `registry://<slug>/stable`),
+    /// `file:///abs/dir` or `file://./dir` (relative to the config file; a folder holding
+    /// manifest.webapp or manifest.konnector), or `http(s)://…tar.gz[#<sha256>]`.
+    pub source: Option<String>,
+    /// Pins a registry source to this version; without it, the channel's latest.
+    pub version: Option<String>,
 }
 
 /// `[couchdb]`
@@ -99,6 +119,14 @@ pub struct InstanceDefaults {
     pub blocking_reason: Option<String>,
     /// Any plan that would destroy the instance fails.
     pub prevent_destroy: Option<bool>,
+    /// When the locale changes, also rename the default directories (Administrative, Photos) from
+    /// the old locale's name to the new one, if they still have the old default name. Default false.
+    pub rename_default_dirs: Option<bool>,
+    /// Webapps of every instance that does not set `apps`: bare slugs, installed from
+    /// `registry://<slug>/stable`.
+    pub apps: Option<Vec<String>>,
+    /// Uninstall the apps that are not declared (default false).
+    pub apps_prune: Option<bool>,
 }
 
 /// Whether an instance must exist.
@@ -115,6 +143,10 @@ pub enum StateConfig {
 pub struct InstanceConfig {
     /// `present` (default) or `absent`: destroy the instance if it exists.
     pub state: Option<StateConfig>,
+    /// The domain this instance had: apply renames that instance (keeping its databases, moving its
+    /// folder, setting `old_domain` so cozy-stack redirects the old domain with a 308) instead of
+    /// destroying one instance and creating another. A no-op once done; it may stay in the file.
+    pub renamed_from: Option<String>,
     pub locale: Option<String>,
     pub email: Option<String>,
     pub public_name: Option<String>,
@@ -130,23 +162,41 @@ pub struct InstanceConfig {
     pub blocked: Option<bool>,
     pub blocking_reason: Option<String>,
     pub prevent_destroy: Option<bool>,
+    pub rename_default_dirs: Option<bool>,
+    /// Webapps (bare slugs) of this instance; replaces `[defaults] apps`.
+    pub apps: Option<Vec<String>>,
+    /// Webapps added to the default list.
+    pub apps_add: Option<Vec<String>>,
+    /// Webapps removed from the default list.
+    pub apps_remove: Option<Vec<String>>,
+    /// Uninstall the apps that are not declared (default false).
+    pub apps_prune: Option<bool>,
+    /// Webapps with a source or a pinned version, by slug; each is also declared.
+    pub app: Option<BTreeMap<String, AppConfig>>,
+    /// Konnectors by slug.
+    pub konnector: Option<BTreeMap<String, AppConfig>>,
 }
 
 /// Keys of the top-level table, in canonical order.
 pub const TOP_KEYS: &[&str] = &[
     "prune",
-    "couchdb",
-    "storage",
-    "defaults",
-    "instances",
+    "apps_prune",
     "max_destroy",
     "backup_dir",
+    "couchdb",
+    "storage",
+    "registries",
+    "defaults",
+    "instances",
 ];
+/// Keys of `app.<slug>` and `konnector.<slug>` tables.
+pub const APP_KEYS: &[&str] = &["source", "version"];
 pub const COUCHDB_KEYS: &[&str] = &["url"];
 pub const STORAGE_KEYS: &[&str] = &["fs_root"];
 /// Keys of an instance table, in canonical order.
 pub const INSTANCE_KEYS: &[&str] = &[
     "state",
+    "renamed_from",
     "locale",
     "email",
     "public_name",
@@ -160,6 +210,13 @@ pub const INSTANCE_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "rename_default_dirs",
+    "apps",
+    "apps_add",
+    "apps_remove",
+    "apps_prune",
+    "app",
+    "konnector",
 ];
 /// Keys of `[defaults]`.
 pub const DEFAULT_KEYS: &[&str] = &[
@@ -174,6 +231,9 @@ pub const DEFAULT_KEYS: &[&str] = &[
     "blocked",
     "blocking_reason",
     "prevent_destroy",
+    "rename_default_dirs",
+    "apps",
+    "apps_prune",
 ];
 /// Instance keys stored in the settings doc rather than the instance doc.
 pub const SETTINGS_DOC_KEYS: &[&str] = &["email", "public_name", "phone", "tz"];
@@ -227,5 +287,6 @@ mod tests {
         assert_eq!(props(&schema, Some("InstanceDefaults")), sorted(DEFAULT_KEYS));
         assert_eq!(props(&schema, Some("CouchdbConfig")), sorted(COUCHDB_KEYS));
         assert_eq!(props(&schema, Some("StorageConfig")), sorted(STORAGE_KEYS));
+        assert_eq!(props(&schema, Some("AppConfig")), sorted(APP_KEYS));
     }
 }

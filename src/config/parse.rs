@@ -15,6 +15,9 @@ use crate::domain::validate_domain;
 use crate::layout::BLOCKING_REASONS;
 use crate::quota::parse_bytes;
 
+#[path = "apps.rs"]
+mod apps;
+
 /// Largest config file accepted. A file this size already declares hundreds of thousands of instances.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024 * 1024;
 /// Most instances accepted in one file.
@@ -136,6 +139,7 @@ pub fn load_str(
     w.check_keys(root, TOP_KEYS, "the top level");
 
     let prune = w.boolean(root, "prune").map(|(b, _)| b).unwrap_or(false);
+    let apps_top = w.apps_top(root);
 
     let store = match root.get("couchdb") {
         None => StoreTarget::Embedded {
@@ -239,10 +243,17 @@ pub fn load_str(
         None => Fields::default(),
     };
 
+    let app_defaults = root
+        .get("defaults")
+        .and_then(Item::as_table_like)
+        .map(|t| w.app_defaults(t))
+        .unwrap_or_default();
     let mut instances: BTreeMap<String, DesiredInstance> = BTreeMap::new();
     let mut seen: HashMap<String, Option<Range<usize>>> = HashMap::new();
     // alias -> (owner domain, span)
     let mut alias_owner: HashMap<String, (String, Option<Range<usize>>)> = HashMap::new();
+    // old domain -> (the instance renamed from it, span of its renamed_from)
+    let mut renamed_from: HashMap<String, (String, Option<Range<usize>>)> = HashMap::new();
     if let Some(item) = root.get("instances")
         && let Some(t) = w.table(item, root.key("instances"), "instances", "instances")
     {
@@ -333,6 +344,36 @@ pub fn load_str(
             inst.blocked = merged.blocked;
             inst.blocking_reason = merged.blocking_reason.clone();
             inst.settings = merged.settings;
+            inst.rename_default_dirs = merged.rename_default_dirs.unwrap_or(false);
+            if let Some((raw, span)) = w.string(it, "renamed_from") {
+                match validate_domain(&raw) {
+                    Err(e) => w.err(
+                        span,
+                        format!("invalid renamed_from {raw:?} of {what}: {e}"),
+                        Some(
+                            "renamed_from is the domain the instance had, e.g. renamed_from = \"old.example.com\""
+                                .into(),
+                        ),
+                    ),
+                    Ok(old) if old == domain => w.err(
+                        span,
+                        format!("{what} is renamed from itself"),
+                        Some("remove renamed_from, or set it to the domain the instance had".into()),
+                    ),
+                    Ok(old) => {
+                        if let Some((other, _)) = renamed_from.get(&old) {
+                            w.err(
+                                span.clone(),
+                                format!("{other:?} and {domain:?} are both renamed from {old:?}"),
+                                Some("an instance can be renamed to one domain only".into()),
+                            );
+                        } else {
+                            renamed_from.insert(old.clone(), (domain.clone(), span));
+                        }
+                        inst.renamed_from = Some(old);
+                    }
+                }
+            }
             for (k, v) in [
                 ("email", merged.email),
                 ("public_name", merged.public_name),
@@ -393,6 +434,18 @@ pub fn load_str(
                 }
                 inst.domain_aliases = Some(list);
             }
+            if inst.state == InstanceState::Present {
+                let ctx = inst.context.clone();
+                inst.apps = w.instance_apps(
+                    it,
+                    &what,
+                    ctx.as_deref(),
+                    &app_defaults,
+                    &apps_top,
+                    base_dir,
+                    dspan.clone(),
+                );
+            }
             instances.insert(domain, inst);
         }
     }
@@ -406,6 +459,23 @@ pub fn load_str(
         }
     }
 
+    for (old, (new, span)) in &renamed_from {
+        if seen.contains_key(old) {
+            w.err(
+                span.clone(),
+                format!("{new:?} is renamed from {old:?}, which is also declared as an instance"),
+                Some(format!(
+                    "remove the declaration of {old:?} (the rename moves it), or remove renamed_from"
+                )),
+            );
+        } else if let Some((owner, _)) = alias_owner.get(old) {
+            w.err(
+                span.clone(),
+                format!("{new:?} is renamed from {old:?}, which is declared as an alias of {owner:?}"),
+                Some("renamed_from names the domain the instance had, not another instance's alias".into()),
+            );
+        }
+    }
     let has_errors = w.diags.iter().any(|d| d.severity == Severity::Error);
     if has_errors {
         return Err(w.finish_err());
@@ -476,6 +546,7 @@ struct Fields {
     blocking_reason: Option<String>,
     blocking_reason_span: Option<Range<usize>>,
     prevent_destroy: Option<bool>,
+    rename_default_dirs: Option<bool>,
 }
 
 impl Fields {
@@ -504,6 +575,7 @@ impl Fields {
             },
             blocking_reason_span: self.blocking_reason_span.clone(),
             prevent_destroy: self.prevent_destroy.or(d.prevent_destroy),
+            rename_default_dirs: self.rename_default_dirs.or(d.rename_default_dirs),
         }
     }
 }
@@ -646,6 +718,7 @@ impl Walker<'_> {
             uuid: self.nonempty_string(t, "uuid", "\"…\""),
             blocked: self.boolean(t, "blocked").map(|b| b.0),
             prevent_destroy: self.boolean(t, "prevent_destroy").map(|b| b.0),
+            rename_default_dirs: self.boolean(t, "rename_default_dirs").map(|b| b.0),
             ..Fields::default()
         };
         if let Some(l) = &f.locale

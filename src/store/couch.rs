@@ -15,7 +15,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{BulkResult, RequestCounter, StoreError, StoreResult};
+use super::{BulkResult, PathSelector, RequestCounter, StoreError, StoreResult};
 
 /// Everything but unreserved characters is escaped; `/` in db names and doc ids becomes `%2F`.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -408,6 +408,42 @@ impl CouchStore {
             return Err(self.http_error(&Method::POST, &path, status, &resp));
         }
         Ok(())
+    }
+
+    /// `POST /db/_find` on the `dir-by-path` index, as cozy-stack's `DirByPath` and `MoveDir` do
+    /// (`$gt`/`$lt` bounds with `\u{fff0}`, sorted by path).
+    pub async fn find_by_path(&self, db: &str, sel: PathSelector<'_>) -> StoreResult<Vec<Value>> {
+        let body = match sel {
+            PathSelector::Eq(p) => json!({
+                "selector": { "path": p },
+                "use_index": "dir-by-path",
+                "limit": 100,
+            }),
+            PathSelector::Under { prefix, after, limit } => {
+                let start = match after {
+                    Some(a) if a > prefix => a,
+                    _ => prefix,
+                };
+                json!({
+                    "selector": { "$and": [
+                        { "path": { "$gt": start } },
+                        { "path": { "$lt": format!("{prefix}\u{fff0}") } },
+                    ]},
+                    "use_index": "dir-by-path",
+                    "sort": [{ "path": "asc" }],
+                    "limit": limit,
+                })
+            }
+        };
+        let path = format!("/{}/_find", seg(db));
+        let (status, resp) = self.call(Method::POST, &path, &[], Some(&body)).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !status.is_success() {
+            return Err(self.http_error(&Method::POST, &path, status, &resp));
+        }
+        Ok(resp.get("docs").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 
     pub async fn list_indexes(&self, db: &str) -> StoreResult<Vec<Value>> {

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::{BulkResult, RequestCounter, StoreError, StoreResult};
+use super::{BulkResult, PathSelector, RequestCounter, StoreError, StoreResult};
 
 /// Version of the schema below, kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -366,6 +366,47 @@ impl EmbeddedStore {
                 Written::Rev(_) => Ok(()),
                 Written::Conflict => Err(conflict(db, &ddoc_id)),
             }
+        })
+    }
+
+    /// Live docs of `db` selected on their `path` string, sorted by path (byte order). `Under` is an
+    /// exact prefix match here (CouchDB's collation needs the caller's re-check; this store does not).
+    pub async fn find_by_path(&self, db: &str, sel: PathSelector<'_>) -> StoreResult<Vec<Value>> {
+        self.counter.inc();
+        check_db_name("POST", db)?;
+        self.read(|c| {
+            let bodies: Vec<String> = match sel {
+                PathSelector::Eq(p) => {
+                    let mut st = c
+                        .prepare(
+                            "SELECT body FROM docs WHERE db = ?1 AND deleted = 0 \
+                             AND json_extract(body, '$.path') = ?2 ORDER BY id",
+                        )
+                        .at(&self.path)?;
+                    st.query_map(params![db, p], |r| r.get::<_, String>(0))
+                        .at(&self.path)?
+                        .collect::<rusqlite::Result<_>>()
+                        .at(&self.path)?
+                }
+                PathSelector::Under { prefix, after, limit } => {
+                    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                    let mut st = c
+                        .prepare(
+                            "SELECT body FROM docs WHERE db = ?1 AND deleted = 0 \
+                             AND substr(json_extract(body, '$.path'), 1, length(?2)) = ?2 \
+                             AND json_extract(body, '$.path') > ?3 \
+                             ORDER BY json_extract(body, '$.path') LIMIT ?4",
+                        )
+                        .at(&self.path)?;
+                    st.query_map(params![db, prefix, after.unwrap_or(prefix), limit], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .at(&self.path)?
+                    .collect::<rusqlite::Result<_>>()
+                    .at(&self.path)?
+                }
+            };
+            bodies.iter().map(|b| self.parse_body(b)).collect()
         })
     }
 

@@ -62,6 +62,23 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Which docs [`Store::find_by_path`] returns, on the `path` field (directory docs of `io.cozy.files`;
+/// file docs have no `path` in cozy-stack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathSelector<'a> {
+    /// Docs whose `path` is exactly this one (cozy-stack's `DirByPath`).
+    Eq(&'a str),
+    /// Docs whose `path` starts with `prefix` and sorts after `after` (exclusive), sorted by path, at
+    /// most `limit`: one page of cozy-stack's `MoveDir` query. CouchDB compares with its collation,
+    /// so a page may hold docs that do not start with `prefix`: the caller checks the prefix again
+    /// and pages on with the last path of the raw page.
+    Under {
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    },
+}
+
 /// Outcome of one doc of a `_bulk_docs` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkResult {
@@ -174,6 +191,12 @@ impl Store {
     /// `POST /db/_index` with the given body (`{"ddoc":…,"index":{…}}`); idempotent.
     pub async fn create_index(&self, db: &str, body: &Value) -> StoreResult<()> {
         dispatch!(self, s => s.create_index(db, body).await)
+    }
+
+    /// Docs of `db` selected on their `path` (mango `_find` on the `dir-by-path` index for CouchDB).
+    /// A missing database gives no docs.
+    pub async fn find_by_path(&self, db: &str, sel: PathSelector<'_>) -> StoreResult<Vec<Value>> {
+        dispatch!(self, s => s.find_by_path(db, sel).await)
     }
 
     /// `GET /db/_index`: the `indexes` array (`{ddoc, name, type, def}`), `_all_docs` special index
