@@ -19,8 +19,8 @@
 //! Removable leftovers are shown by `plan` and removed by `apply` (with or without `prune`: nothing
 //! of value can be lost). Anything else is only reported as a finding and left for a person to
 //! look at: cozyform never deletes something that holds data it did not write. A leftover whose
-//! prefix or folder is the one of a declared instance still to be created is not a leftover: the
-//! create reuses it (the planner drops it).
+//! prefix or folder is the one of a declared instance is not a leftover: the unfinished create of
+//! an instance still to be created, or the folder a rename already moved (the planner drops it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -315,7 +315,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     }
 
     crate::plan_renames::check_creates(&out.instances, actual, &mut out.errors);
-    plan_orphans(&mut out, actual);
+    plan_orphans(&mut out, desired, actual);
     let creates = out.instances.iter().any(|i| i.action == Action::Create);
     if actual.global_db {
         out.global = actual.global_missing.clone();
@@ -330,15 +330,20 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     out
 }
 
-/// Leftovers: those of an instance about to be created are its unfinished create (the create
-/// reuses them); the removable others are removed by apply; every one is reported.
-fn plan_orphans(out: &mut Plan, actual: &Actual) {
+/// Leftovers: those named after a declared instance are not leftovers (the unfinished create
+/// of an instance to be created, or the folder a rename already moved: the plan reuses them);
+/// the removable others are removed by apply; every one is reported.
+fn plan_orphans(out: &mut Plan, desired: &Desired, actual: &Actual) {
     use crate::orphans::Orphan;
-    let creating: Vec<&CreateSpec> = out.instances.iter().filter_map(|i| i.create.as_ref()).collect();
+    let declared: Vec<&DesiredInstance> = desired
+        .instances
+        .values()
+        .filter(|d| d.state == InstanceState::Present)
+        .collect();
     for o in &actual.orphans {
-        let reused = creating.iter().any(|c| match o {
-            Orphan::Databases { prefix, .. } => *prefix == layout::escaped_db_prefix(&c.prefix),
-            Orphan::Folder { name, .. } => *name == c.domain,
+        let reused = declared.iter().any(|d| match o {
+            Orphan::Databases { prefix, .. } => *prefix == layout::instance_prefix(&d.domain),
+            Orphan::Folder { name, .. } => *name == d.domain,
         });
         if reused {
             continue;
