@@ -49,6 +49,8 @@ pub struct DefaultDirObs {
     pub id: Option<String>,
     /// Whether a doc already has the path `to_path`.
     pub target_taken: bool,
+    /// The `_rev` of the directory doc at `from_path` (for saved-plan staleness).
+    pub rev: Option<String>,
 }
 
 /// A value that may not have been read.
@@ -393,14 +395,16 @@ pub async fn read_default_dirs(
         }
         let (from_path, to_path) = (format!("/{from}"), format!("/{to}"));
         let at_from = store.find_by_path(&files_db, PathSelector::Eq(&from_path)).await?;
-        let id = at_from
-            .iter()
-            .find(|d| {
-                d.get("type").and_then(Value::as_str) == Some("directory")
-                    && d.get("dir_id").and_then(Value::as_str) == Some(layout::ROOT_DIR_ID)
-                    && d.get("path").and_then(Value::as_str) == Some(from_path.as_str())
-            })
+        let dir = at_from.iter().find(|d| {
+            d.get("type").and_then(Value::as_str) == Some("directory")
+                && d.get("dir_id").and_then(Value::as_str) == Some(layout::ROOT_DIR_ID)
+                && d.get("path").and_then(Value::as_str) == Some(from_path.as_str())
+        });
+        let id = dir
             .and_then(|d| d.get("_id").and_then(Value::as_str))
+            .map(str::to_string);
+        let rev = dir
+            .and_then(|d| d.get("_rev").and_then(Value::as_str))
             .map(str::to_string);
         let at_to = store.find_by_path(&files_db, PathSelector::Eq(&to_path)).await?;
         let target_taken = at_to
@@ -412,6 +416,7 @@ pub async fn read_default_dirs(
             to_path,
             id,
             target_taken,
+            rev,
         });
     }
     Ok(out)

@@ -84,6 +84,8 @@ pub struct InstanceOutcome {
     /// For a destroyed instance with a backup dir: the archive written before the destroy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
+    /// For a rename (`renamed_from`): the domain the instance had.
+    pub renamed_from: Option<String>,
 }
 
 /// What a run did.
@@ -171,6 +173,7 @@ pub async fn apply(store: &Store, desired: &Desired, plan: &Plan, opts: &ApplyOp
                 error: result.err().map(|e| format!("{e:#}")),
                 registration_link: link,
                 backup,
+                renamed_from: ip.rename.as_ref().map(|r| r.from.clone()),
             }
         }
     }))

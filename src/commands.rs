@@ -335,6 +335,20 @@ pub(crate) async fn apply_under_lock(
     saved: Option<&crate::saved_plan::SavedGuard>,
     safety: &crate::backup::Safety,
 ) -> Result<Locked> {
+    // Taking the lock creates the embedded store and `global/instances`. When they do not exist yet,
+    // the checks run once before, so that a refused plan leaves no trace; they run again under the
+    // lock, as always.
+    let existing = match existing {
+        Some(s) => Some(s),
+        None => open_store(desired, false, verbose).await?,
+    };
+    let nothing_yet = match &existing {
+        None => true,
+        Some(s) => !s.db_exists(crate::layout::GLOBAL_INSTANCES_DB).await?,
+    };
+    if nothing_yet && let Err(refused) = check_unchanged(existing.as_ref(), desired, args, shown, saved).await? {
+        return Ok(refused);
+    }
     let store = match existing {
         Some(s) => s,
         None => open_store(desired, true, verbose)
@@ -389,6 +403,31 @@ async fn watch_ctrl_c(cancel: Arc<std::sync::atomic::AtomicBool>) {
     }
 }
 
+/// Reads the state again and plans: the plan, or the refusal when a saved plan is stale or the plan
+/// is no longer the one shown.
+async fn check_unchanged(
+    store: Option<&Store>,
+    desired: &Desired,
+    args: &ApplyArgs,
+    shown: &Plan,
+    saved: Option<&crate::saved_plan::SavedGuard>,
+) -> Result<std::result::Result<Plan, Locked>> {
+    let read = saved.map_or(&args.read, |g| &g.read);
+    let (actual, p) = compute(desired, store, read).await?;
+    if let Some(g) = saved {
+        let reasons = g.check_store(store, &actual).await?;
+        if !reasons.is_empty() {
+            return Ok(Err(Locked::Stale(reasons)));
+        }
+    }
+    // The global design docs are defined idempotently whatever the plan says; what the operator
+    // approved is what happens to each instance.
+    if p.instances != shown.instances || p.errors != shown.errors || p.apps != shown.apps {
+        return Ok(Err(Locked::StateChanged));
+    }
+    Ok(Ok(p))
+}
+
 async fn apply_locked(
     store: &Store,
     desired: &Desired,
@@ -398,19 +437,10 @@ async fn apply_locked(
     holder: &str,
     opts: ApplyOptions,
 ) -> Result<Locked> {
-    let read = saved.map_or(&args.read, |g| &g.read);
-    let (actual, p) = compute(desired, Some(store), read).await?;
-    if let Some(g) = saved {
-        let reasons = g.check(store, &actual).await?;
-        if !reasons.is_empty() {
-            return Ok(Locked::Stale(reasons));
-        }
-    }
-    // The global design docs are defined idempotently whatever the plan says; what the operator
-    // approved is what happens to each instance.
-    if p.instances != shown.instances || p.errors != shown.errors || p.apps != shown.apps {
-        return Ok(Locked::StateChanged);
-    }
+    let p = match check_unchanged(Some(store), desired, args, shown, saved).await? {
+        Ok(p) => p,
+        Err(refused) => return Ok(refused),
+    };
     // Before changing anything: every apply makes every saved plan stale, its own included.
     crate::saved_plan::record_apply(store, saved.map(|g| g.saved.plan_id.as_str()), holder).await?;
     let mut report = apply::apply(store, desired, &p, &opts).await;
@@ -440,6 +470,11 @@ fn print_report(report: &ApplyReport, st: Style) {
                 "{}: destroyed, after a verified backup in {}",
                 o.domain,
                 o.backup.as_deref().unwrap_or_default()
+            ),
+            (None, None) if o.renamed_from.is_some() => println!(
+                "{}: renamed from {}.",
+                o.domain,
+                o.renamed_from.as_deref().unwrap_or_default()
             ),
             (None, None) => {
                 let what = match o.action {

@@ -50,6 +50,111 @@ pub struct Imported {
 struct Overrides {
     unblock: bool,
     no_quota: bool,
+    /// `apps_prune = false`: an installed app that cannot be declared would be uninstalled.
+    no_prune: bool,
+}
+
+/// How to declare an installed app: its `source`, and the `version` to pin (registry sources
+/// without a version in them, so that the plan does not update them to the channel's latest).
+fn app_declaration(a: &crate::apps::InstalledApp) -> Result<(String, Option<String>), String> {
+    let src = a.source.as_str();
+    if !crate::apps::valid_slug(&a.slug) {
+        return Err(format!("its slug {:?} is not valid", a.slug));
+    }
+    if let Some(rest) = src.strip_prefix("registry://") {
+        let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        if segs.is_empty()
+            || segs.len() > 3
+            || !crate::apps::valid_slug(segs[0])
+            || segs[1..].iter().any(|s| s.is_empty())
+        {
+            return Err(format!("its source {src:?} is not a valid registry source"));
+        }
+        let pinned = segs.len() == 3 && segs[2] != "latest"
+            || segs.len() == 2 && segs[1].starts_with(|c: char| c.is_ascii_digit());
+        if pinned || a.version.is_empty() {
+            return Ok((src.to_string(), None));
+        }
+        // Write the channel explicitly, so that the pin reads as one.
+        let channel = if segs.len() >= 2 { segs[1] } else { "stable" };
+        return Ok((format!("registry://{}/{channel}", segs[0]), Some(a.version.clone())));
+    }
+    if src.starts_with("file:///") && !src.contains('\0') {
+        return Ok((src.to_string(), None));
+    }
+    if src.starts_with("http://") || src.starts_with("https://") {
+        let u = url::Url::parse(src).map_err(|e| format!("its source {src:?} is not a valid URL: {e}"))?;
+        return match u.fragment() {
+            None | Some("") => Ok((src.to_string(), None)),
+            Some(f) if f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit()) => Ok((src.to_string(), None)),
+            Some(_) => Err(format!("its source {src:?} has a fragment that is not a sha256")),
+        };
+    }
+    Err(format!(
+        "its source {src:?} cannot be declared (cozyform installs from registry://, file:// and http(s):// only)"
+    ))
+}
+
+/// The app keys of an imported instance: `apps = []` when `[defaults] apps` or `[defaults.app.<slug>]`
+/// would add webapps, and
+/// one `app.<slug>` / `konnector.<slug>` table per installed app.
+fn app_tables(
+    t: &mut Table,
+    installed: &[crate::apps::InstalledApp],
+    default_apps: bool,
+    has_registry: bool,
+    ov: &Overrides,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if installed.is_empty() && !default_apps {
+        return notes;
+    }
+    if default_apps {
+        t.insert("apps", value(Array::new()));
+    }
+    if ov.no_prune {
+        t.insert("apps_prune", value(false));
+    }
+    for (key, kind) in [
+        ("app", crate::apps::AppKind::Webapp),
+        ("konnector", crate::apps::AppKind::Konnector),
+    ] {
+        let mut group = Table::new();
+        group.set_implicit(true);
+        for a in installed.iter().filter(|a| a.kind == kind) {
+            match app_declaration(a) {
+                Ok((source, _)) if source.starts_with("registry://") && !has_registry => notes.push(format!(
+                    "{} {} not declared: it comes from {source}, but the config has no [registries] list for this instance (add one, then import again)",
+                    kind.label(),
+                    a.slug
+                )),
+                Ok((source, version)) => {
+                    let mut at = Table::new();
+                    at.insert("source", value(source));
+                    if let Some(v) = version {
+                        at.insert("version", value(v));
+                    }
+                    group.insert(&a.slug, Item::Table(at));
+                }
+                Err(e) => notes.push(format!("{} {} not declared: {e}", kind.label(), a.slug)),
+            }
+        }
+        if !group.is_empty() {
+            t.insert(key, Item::Table(group));
+        }
+    }
+    notes
+}
+
+/// Gives `t` and its sub-tables consecutive positions from `pos`, in document order.
+fn set_positions(t: &mut Table, pos: &mut isize) {
+    t.set_position(*pos);
+    *pos += 1;
+    for (_, item) in t.iter_mut() {
+        if let Some(sub) = item.as_table_mut() {
+            set_positions(sub, pos);
+        }
+    }
 }
 
 /// Humanizes a byte count without losing anything (`5GB`, `5GiB`, or bytes).
@@ -80,7 +185,13 @@ fn short(v: &Value) -> String {
 }
 
 /// The table of one instance, and the notes about what it cannot declare.
-fn instance_table(h: &ActualInstance, ov: &Overrides) -> (Table, Vec<String>) {
+fn instance_table(
+    h: &ActualInstance,
+    ov: &Overrides,
+    installed: Option<&[crate::apps::InstalledApp]>,
+    default_apps: bool,
+    registries: &dyn Fn(Option<&str>) -> bool,
+) -> (Table, Vec<String>) {
     let mut t = Table::new();
     let mut notes = Vec::new();
     let doc = &h.doc;
@@ -169,6 +280,10 @@ fn instance_table(h: &ActualInstance, ov: &Overrides) -> (Table, Vec<String>) {
     if !unmanaged.is_empty() {
         notes.push(format!("not managed by cozyform, left as is: {}", unmanaged.join(", ")));
     }
+    if let Some(installed) = installed {
+        let has_registry = registries(string("context"));
+        notes.extend(app_tables(&mut t, installed, default_apps, has_registry, ov));
+    }
     if h.deleting() {
         notes.push("flagged `deleting` by a deletion that failed: plan will clear the flag".into());
     }
@@ -207,14 +322,39 @@ fn build(
     let mut doc = existing.clone();
     let mut alone = DocumentMut::new();
     let mut notes = BTreeMap::new();
-    let first = max_position(doc.as_table()) + 1;
-    for (pos, d) in (first..).zip(domains) {
+    let mut pos = max_position(doc.as_table()) + 1;
+    let default_apps = existing
+        .get("defaults")
+        .and_then(Item::as_table_like)
+        .is_some_and(|t| t.contains_key("apps") || t.contains_key("app"));
+    // Whether an instance of a context (its own, else the default one) has a registry list.
+    let default_context = existing
+        .get("defaults")
+        .and_then(|d| d.get("context"))
+        .and_then(Item::as_str)
+        .map(str::to_string);
+    let registries = |ctx: Option<&str>| {
+        let Some(r) = existing.get("registries").and_then(Item::as_table_like) else {
+            return false;
+        };
+        match ctx.map(str::to_string).or_else(|| default_context.clone()) {
+            Some(c) if r.contains_key(&c) => true,
+            _ => r.contains_key("default"),
+        }
+    };
+    for d in domains {
         let h = by_domain[d.as_str()];
-        let (mut t, n) = instance_table(h, ov.get(d).unwrap_or(&Overrides::default()));
+        let (mut t, n) = instance_table(
+            h,
+            ov.get(d).unwrap_or(&Overrides::default()),
+            actual.apps.installed.get(d).map(Vec::as_slice),
+            default_apps,
+            &registries,
+        );
         let mut header = vec![format!("imported by cozyform from instance doc {}", h.id)];
         header.extend(n.iter().cloned());
         t.decor_mut().set_prefix(comment(&header));
-        t.set_position(pos);
+        set_positions(&mut t, &mut pos);
         for target in [&mut doc, &mut alone] {
             let instances = target
                 .entry("instances")
@@ -234,7 +374,7 @@ fn build(
 
 /// Builds the import of `domains` (existing, undeclared instances of `actual`) into the config
 /// `src` (the file at `file`, in `base_dir`). Errors when the result is not a valid config.
-pub fn import(
+pub async fn import(
     src: &str,
     file: &Path,
     base_dir: &Path,
@@ -252,12 +392,22 @@ pub fn import(
         );
     }
     let mut ov: BTreeMap<String, Overrides> = BTreeMap::new();
+    let mut actual = actual.clone();
     for round in 0..2 {
-        let (doc, alone, notes) = build(&existing, actual, domains, &ov);
+        let (doc, alone, notes) = build(&existing, &actual, domains, &ov);
         let text = doc.to_string();
         let loaded = crate::config::load_str(&text, file, base_dir, env)
             .map_err(|e| anyhow::anyhow!("the imported configuration is not valid:\n{e}"))?;
-        let p = plan::plan(&loaded.desired, actual);
+        // Resolve the declared sources of the imported instances, as plan does, so that the check
+        // below sees the app updates plan would make.
+        let wanted: Vec<&crate::apps::DesiredApp> = domains
+            .iter()
+            .filter_map(|d| loaded.desired.instances.get(d))
+            .filter_map(|i| i.apps.as_ref())
+            .flat_map(|a| a.list.iter())
+            .collect();
+        actual.apps.resolved = crate::apps::resolve::resolve_all(&wanted, 8).await;
+        let p = plan::plan(&loaded.desired, &actual);
         let mut warnings = Vec::new();
         let mut again = false;
         for d in domains {
@@ -266,18 +416,23 @@ pub fn import(
                     warnings.push(format!("{d}: {n}"));
                 }
             }
-            // Apps: an imported table declares none, but `[defaults] apps` would apply to it.
+            // Apps: what plan would still do to them (an app that could not be declared, with
+            // apps_prune on, is kept by `apps_prune = false`).
             if let Some(apps) = p.apps.get(d) {
+                if apps.iter().any(|a| a.op == crate::apps::plan::AppOp::Uninstall) {
+                    let o = ov.entry(d.clone()).or_default();
+                    if !o.no_prune {
+                        o.no_prune = true;
+                        again = true;
+                    }
+                }
                 let acting: Vec<String> = apps
                     .iter()
                     .filter(|a| a.acts())
                     .map(|a| format!("{:?} {}", a.op, a.slug).to_lowercase())
                     .collect();
                 if !acting.is_empty() {
-                    warnings.push(format!(
-                        "{d}: plan will change its apps (from [defaults] apps): {}",
-                        acting.join(", ")
-                    ));
+                    warnings.push(format!("{d}: plan will change its apps: {}", acting.join(", ")));
                 }
             }
             for e in p.errors.iter().filter(|e| e.starts_with(&format!("{d}:"))) {
@@ -348,5 +503,41 @@ mod tests {
         for q in [5_000_000_000u64, 5 << 30, 123_456_789, 1 << 20, 3_000_000] {
             assert_eq!(crate::quota::parse_bytes(&format_quota(q)).unwrap(), q);
         }
+    }
+
+    fn app(source: &str, version: &str) -> crate::apps::InstalledApp {
+        crate::apps::InstalledApp {
+            kind: crate::apps::AppKind::Webapp,
+            slug: "drive".into(),
+            source: source.into(),
+            version: version.into(),
+            checksum: String::new(),
+            state: "ready".into(),
+            error: None,
+            permissions: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn installed_apps_are_declared_with_a_pin_or_refused() {
+        let pin = |s: &str, v: &str| app_declaration(&app(s, v));
+        assert_eq!(
+            pin("registry://drive/stable", "1.0.0").unwrap(),
+            ("registry://drive/stable".into(), Some("1.0.0".into()))
+        );
+        assert_eq!(
+            pin("registry://drive", "1.0.0").unwrap(),
+            ("registry://drive/stable".into(), Some("1.0.0".into()))
+        );
+        assert_eq!(pin("registry://drive/beta/1.2.0", "1.2.0").unwrap().1, None);
+        assert_eq!(pin("registry://drive/1.2.0", "1.2.0").unwrap().1, None);
+        assert_eq!(
+            pin("file:///srv/apps/x", "1-abc").unwrap(),
+            ("file:///srv/apps/x".into(), None)
+        );
+        assert_eq!(pin("https://h/x.tar.gz", "1").unwrap().1, None);
+        assert!(pin("https://h/x.tar.gz#zz", "1").is_err());
+        assert!(pin("git://h/x.git", "1").unwrap_err().contains("cannot be declared"));
+        assert!(pin("", "1").is_err());
     }
 }

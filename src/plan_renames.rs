@@ -471,6 +471,7 @@ mod tests {
                 to_path: "/Administratif".into(),
                 id: Some("d1".into()),
                 target_taken: false,
+                rev: None,
             }],
         );
         let off = plan(&desired(vec![d.clone()], false), &a);

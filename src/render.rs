@@ -380,6 +380,7 @@ mod tests {
                 to_path: "/Administratif".into(),
                 id: Some("d1".into()),
                 target_taken: false,
+                rev: None,
             }],
         );
         insta::assert_snapshot!(render_plan(&plan(&desired(vec![d], false), &a), Style::new(false)));

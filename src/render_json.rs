@@ -378,6 +378,9 @@ pub struct ApplyInstance {
     /// For a destroy with a backup dir: the verified archive written before the destroy.
     #[serde(default)]
     pub backup: Option<String>,
+    /// For a rename (format 1.1): the domain the instance had; `action` is `update` and `domain` the
+    /// new domain. `null` otherwise.
+    pub renamed_from: Option<String>,
 }
 
 impl From<&InstanceOutcome> for ApplyInstance {
@@ -389,6 +392,7 @@ impl From<&InstanceOutcome> for ApplyInstance {
             error: o.error.clone(),
             registration_link: o.registration_link.clone(),
             backup: o.backup.clone(),
+            renamed_from: o.renamed_from.clone(),
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::store::{Store, StoreError};
 use crate::targeting::Targets;
 
 /// The format of saved plan files. Minor versions only add fields.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 /// The `kind` member of every saved plan file.
 pub const KIND: &str = "cozyform-saved-plan";
 /// The doc holding the state serial, in `global/instances`.
@@ -47,7 +47,7 @@ pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
 pub struct SavedPlan {
     /// Always "cozyform-saved-plan".
     pub kind: String,
-    /// The format of this file, "1.0".
+    /// The format of this file, "1.1" (1.1 adds `basis.folders` and `basis.default_dirs`).
     pub format_version: String,
     /// The cozyform version that computed the plan; apply refuses a plan from another version.
     pub cozyform_version: String,
@@ -100,6 +100,61 @@ pub struct Basis {
     /// The databases under each instance prefix (escaped, as in database names), including the
     /// prefixes of instances to create.
     pub databases: BTreeMap<String, DbDigest>,
+    /// The instance folders renames read (format 1.1): the old and the new folder of each rename,
+    /// by domain.
+    #[serde(default)]
+    pub folders: BTreeMap<String, FolderBasis>,
+    /// The default directories a locale change renames (format 1.1), by the domain of the instance
+    /// doc (the old domain during a rename).
+    #[serde(default)]
+    pub default_dirs: BTreeMap<String, Vec<DirBasis>>,
+}
+
+/// The state of one instance folder `<fs_root>/<domain>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FolderBasis {
+    /// It is a real directory.
+    pub root: bool,
+    /// Its `.cozy_trash` is a real directory.
+    pub trash: bool,
+    /// It is a symbolic link.
+    pub symlink: bool,
+}
+
+impl From<crate::fsops::FsState> for FolderBasis {
+    fn from(f: crate::fsops::FsState) -> Self {
+        FolderBasis {
+            root: f.root,
+            trash: f.trash,
+            symlink: f.symlink,
+        }
+    }
+}
+
+impl FolderBasis {
+    fn describe(&self) -> &'static str {
+        match (self.symlink, self.root, self.trash) {
+            (true, _, _) => "a symbolic link",
+            (false, true, true) => "present",
+            (false, true, false) => "present without .cozy_trash",
+            (false, false, _) => "missing",
+        }
+    }
+}
+
+/// A default directory a locale change renames: the doc at its old path, and whether its new path
+/// was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DirBasis {
+    /// `administrative` or `photos`.
+    pub kind: String,
+    pub from_path: String,
+    pub to_path: String,
+    /// The directory doc at `from_path`, null when there was none.
+    pub id: Option<String>,
+    pub rev: Option<String>,
+    /// Whether a doc had the path `to_path`.
+    pub target_taken: bool,
 }
 
 /// One instance doc's revision.
@@ -274,6 +329,38 @@ pub async fn basis(store: Option<&Store>, actual: &Actual, plan: &Plan) -> Resul
             d.domain = domain;
             b.databases.insert(prefix, d);
         }
+    }
+    // Renames: the old folder (probed with its instance) and the new one (probed for the rename).
+    let by_domain = actual.by_domain();
+    for i in &plan.instances {
+        let Some(r) = &i.rename else { continue };
+        if !keep(Some(&i.domain)) {
+            continue;
+        }
+        if let Some(h) = by_domain.get(r.from.as_str()) {
+            b.folders.insert(r.from.clone(), h.fs.into());
+        }
+        b.folders.insert(
+            i.domain.clone(),
+            actual.folders.get(&i.domain).copied().unwrap_or_default().into(),
+        );
+    }
+    // Default directories, as read for the plan's locale changes (read with the same options under
+    // the lock, so the same set).
+    for (domain, obs) in &actual.default_dirs {
+        b.default_dirs.insert(
+            domain.clone(),
+            obs.iter()
+                .map(|o| DirBasis {
+                    kind: o.kind.clone(),
+                    from_path: o.from_path.clone(),
+                    to_path: o.to_path.clone(),
+                    id: o.id.clone(),
+                    rev: o.rev.clone(),
+                    target_taken: o.target_taken,
+                })
+                .collect(),
+        );
     }
     Ok(b)
 }
@@ -462,6 +549,57 @@ impl SavedPlan {
                 _ => {}
             }
         }
+        let folders: BTreeSet<&String> = was.folders.keys().chain(now.folders.keys()).collect();
+        for d in folders {
+            match (was.folders.get(d), now.folders.get(d)) {
+                (Some(a), Some(b)) if a != b => out.push(format!(
+                    "the folder of {d} changed: {} → {}",
+                    a.describe(),
+                    b.describe()
+                )),
+                (Some(_), None) | (None, Some(_)) => {
+                    out.push(format!("the folder of {d} is no longer part of a rename, or is now"))
+                }
+                _ => {}
+            }
+        }
+        let domains: BTreeSet<&String> = was.default_dirs.keys().chain(now.default_dirs.keys()).collect();
+        for d in domains {
+            let none = Vec::new();
+            let (a, b) = (
+                was.default_dirs.get(d).unwrap_or(&none),
+                now.default_dirs.get(d).unwrap_or(&none),
+            );
+            if a == b {
+                continue;
+            }
+            let kinds: BTreeSet<&String> = a.iter().chain(b).map(|x| &x.kind).collect();
+            for k in kinds {
+                let (x, y) = (a.iter().find(|o| &o.kind == k), b.iter().find(|o| &o.kind == k));
+                match (x, y) {
+                    (Some(x), Some(y)) if x == y => {}
+                    (Some(x), Some(y)) if x.id != y.id => out.push(format!(
+                        "the default directory {} of {d} changed: {} → {}",
+                        x.from_path,
+                        x.id.as_deref().map_or("none".to_string(), |i| format!("doc {i}")),
+                        y.id.as_deref().map_or("none".to_string(), |i| format!("doc {i}"))
+                    )),
+                    (Some(x), Some(y)) if x.rev != y.rev => out.push(format!(
+                        "the directory doc {} of {d} ({}) changed: _rev {} → {}",
+                        x.from_path,
+                        x.id.as_deref().unwrap_or("?"),
+                        x.rev.as_deref().unwrap_or("none"),
+                        y.rev.as_deref().unwrap_or("none")
+                    )),
+                    (Some(x), Some(y)) if x.target_taken != y.target_taken => out.push(format!(
+                        "{} of {d} is {} taken",
+                        y.to_path,
+                        if y.target_taken { "now" } else { "no longer" }
+                    )),
+                    _ => out.push(format!("the default directories of {d} changed ({k})")),
+                }
+            }
+        }
         out
     }
 }
@@ -477,8 +615,16 @@ pub struct SavedGuard {
 impl SavedGuard {
     /// The reasons the plan is stale, given the state read under the lock.
     pub async fn check(&self, store: &Store, actual: &Actual) -> Result<Vec<String>> {
-        let now = basis(Some(store), actual, &self.saved.internal).await?;
-        let state = read_state(store).await?;
+        self.check_store(Some(store), actual).await
+    }
+
+    /// [`Self::check`], also with no store (an embedded store that does not exist yet).
+    pub async fn check_store(&self, store: Option<&Store>, actual: &Actual) -> Result<Vec<String>> {
+        let now = basis(store, actual, &self.saved.internal).await?;
+        let state = match store {
+            Some(s) => read_state(s).await?,
+            None => StateDoc::default(),
+        };
         Ok(self.saved.stale_reasons(&now, &state))
     }
 }

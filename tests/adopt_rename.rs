@@ -329,7 +329,24 @@ fn rename_moves_the_folder_keeps_the_prefix_and_is_a_no_op_afterwards(b: Backend
     let (_, md, _) = run(&ws, &["plan", "--markdown"]);
     assert!(md.contains(&format!("`{old}` => `{new}`")), "{md}");
 
-    ws.apply_ok();
+    // The apply report says "renamed": `renamed_from` next to `action`, valid against the schema.
+    let (code, out, err) = run(&ws, &["apply", "--auto-approve", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("schemas/apply.schema.json")).unwrap()).unwrap();
+    let errors: Vec<String> = jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(&doc)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{out}");
+    let r = &doc["result"]["instances"][0];
+    assert_eq!(
+        (r["domain"].as_str(), r["action"].as_str(), r["renamed_from"].as_str()),
+        (Some(new), Some("update"), Some(old)),
+        "{out}"
+    );
     let d = instance_doc(&ws, new).expect("renamed doc");
     assert_eq!(d["_id"], id, "same doc");
     assert_eq!(d["old_domain"], old);
@@ -380,7 +397,8 @@ fn rename_stopped_after_the_folder_move_is_finished_by_the_next_plan() {
     assert!(out.contains("~ a.example => b.example (renamed)"), "{out}");
     assert!(out.contains("already moved"), "{out}");
     assert!(!out.contains("missing folder"), "{out}");
-    ws.apply_ok();
+    let out = ws.apply_ok();
+    assert!(out.contains("b.example: renamed from a.example."), "{out}");
     assert_eq!(instance_doc(&ws, "b.example").unwrap()["old_domain"], "a.example");
     assert!(folder(&ws, "b.example").join(".cozy_trash").is_dir());
     ws.assert_no_changes();

@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 struct Routes {
     files: HashMap<String, (u16, Vec<u8>)>,
     hits: HashMap<String, usize>,
+    /// Answers to give before the file: a status each (503, 429...).
+    failures: HashMap<String, Vec<u16>>,
 }
 
 struct Registry {
@@ -43,10 +45,14 @@ fn serve(stream: TcpStream, routes: Arc<Mutex<Routes>>) {
     let (status, body) = {
         let mut r = routes.lock().unwrap();
         *r.hits.entry(path.clone()).or_default() += 1;
-        r.files
-            .get(&path)
-            .cloned()
-            .unwrap_or((404, b"{\"message\":\"not found\"}".to_vec()))
+        match r.failures.get_mut(&path).filter(|f| !f.is_empty()) {
+            Some(f) => (f.remove(0), b"{\"message\":\"try again\"}".to_vec()),
+            None => r
+                .files
+                .get(&path)
+                .cloned()
+                .unwrap_or((404, b"{\"message\":\"not found\"}".to_vec())),
+        }
     };
     let mut s = stream;
     let _ = write!(
@@ -78,6 +84,14 @@ impl Registry {
             .unwrap()
             .files
             .insert(path.to_string(), (status, body));
+    }
+
+    fn fail_first(&self, path: &str, statuses: &[u16]) {
+        self.routes
+            .lock()
+            .unwrap()
+            .failures
+            .insert(path.to_string(), statuses.to_vec());
     }
 
     fn hits(&self, path: &str) -> usize {
@@ -248,7 +262,19 @@ fn version_dirs(ws: &Workspace, domain: &str, kind_dir: &str, slug: &str) -> Vec
 #[test]
 fn apps_install_update_and_prune_against_a_registry() {
     let reg = Registry::start();
-    let drive_sha = reg.release("drive", "1.0.0", Some("stable"), json!({}));
+    // Typed fields cozy-stack re-encodes (model/app/webapp.go MarshalJSON, permission.Set).
+    let drive_extra = json!({
+        "permissions": {
+            "files": {"type": "io.cozy.files", "description": "Required to access the files", "verbs": ["PUT", "GET", "GET"], "title": "dropped"},
+            "notes": {"type": "io.cozy.notes", "verbs": ["ALL"], "values": []},
+        },
+        "terms": {"version": "2", "url": "https://terms.example", "id": "dropped"},
+        "intents": [{"href": "/open", "action": "OPEN", "type": ["io.cozy.files"], "data": "dropped"}],
+        "routes": {"/public": {"folder": "/public", "public": true}, "/": {"folder": "/", "index": "index.html"}},
+        "notifications": {"share": {"description": "Shares", "collapsible": false, "stateful": true, "templates": {}}},
+        "locales": {"fr": {"name": "Drive", "long": "b", "a": "c"}},
+    });
+    let drive_sha = reg.release("drive", "1.0.0", Some("stable"), drive_extra);
     reg.release("mytool", "0.9.0", Some("beta"), json!({}));
     reg.release("mytool", "0.8.0", None, json!({}));
     let (ameli_path, ameli_sha, _) = reg.publish_tarball("ameli", "1.2.0", json!({}));
@@ -314,13 +340,32 @@ version = "0.8.0"
     assert_eq!(d["checksum"], json!(drive_sha));
     assert_eq!(d["name"], "Drive");
     assert_eq!(d["editor"], "Cozy");
-    assert_eq!(d["permissions"]["files"]["type"], "io.cozy.files");
-    assert_eq!(d["terms"], json!({"url": "", "version": ""}));
+    let enc = |v: &Value| serde_json::to_string(v).unwrap();
+    // permission.Set: rules in the manifest's order, {type, description?, verbs?, selector?,
+    // values?}, verbs de-duplicated in GET..DELETE order, ALL and empty fields left out.
     assert_eq!(
-        d["routes"],
-        json!({"/": {"folder": "/", "index": "index.html", "public": false}})
+        enc(&d["permissions"]),
+        r#"{"files":{"type":"io.cozy.files","description":"Required to access the files","verbs":["GET","PUT"]},"notes":{"type":"io.cozy.notes"}}"#
     );
-    assert_eq!(d["intents"], Value::Null);
+    assert_eq!(enc(&d["terms"]), r#"{"url":"https://terms.example","version":"2"}"#);
+    assert_eq!(
+        enc(&d["routes"]),
+        r#"{"/":{"folder":"/","index":"index.html","public":false},"/public":{"folder":"/public","index":"","public":true}}"#
+    );
+    assert_eq!(
+        enc(&d["intents"]),
+        r#"[{"action":"OPEN","type":["io.cozy.files"],"href":"/open"}]"#
+    );
+    assert_eq!(
+        enc(&d["notifications"]),
+        r#"{"share":{"description":"Shares","stateful":true}}"#
+    );
+    assert_eq!(enc(&d["locales"]), r#"{"fr":{"a":"c","long":"b","name":"Drive"}}"#);
+    // Go writes the doc's map with its keys sorted.
+    let keys: Vec<&String> = d.as_object().unwrap().keys().filter(|k| !k.starts_with('_')).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
     assert!(d.get("error").is_none() && d.get("available_version").is_none());
     assert!(d["created_at"].as_str().unwrap().starts_with("20"));
     let created_at = d["created_at"].clone();
@@ -332,7 +377,11 @@ version = "0.8.0"
     assert_eq!(t["type"], "@event");
     assert_eq!(t["worker"], "service");
     assert_eq!(t["arguments"], "io.cozy.files:CREATED");
-    assert_eq!(t["message"], json!({"slug": "drive", "name": "thumbnails"}));
+    assert_eq!(enc(&t["message"]), r#"{"name":"thumbnails","slug":"drive"}"#);
+    assert_eq!(t["debounce"], "");
+    assert_eq!(t["options"], Value::Null);
+    assert!(t.get("couch_cluster").is_none() && t.get("current_state").is_none());
+    assert!(t["cozyMetadata"].get("createdByAppVersion").is_none());
     assert_eq!(t["domain"], "a.example");
     assert_eq!(t["prefix"], json!(prefix("a.example")));
     assert_eq!(t["cozyMetadata"]["createdByApp"], "drive");
@@ -362,6 +411,14 @@ version = "0.8.0"
         std::fs::read(fixture_dir("drive").join("index.html")).unwrap()
     );
     assert!(vdir.join("services/thumbnails.js.br").is_file());
+    // Every regular file of the tarball is copied, the manifest too.
+    assert!(vdir.join("manifest.webapp.br").is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // cozy-stack's copier: the version folder is afero.TempDir's 0700, renamed into place.
+        assert_eq!(std::fs::metadata(&vdir).unwrap().permissions().mode() & 0o777, 0o700);
+    }
     assert!(!vdir.join("index.html").exists());
     // The konnector from a tarball.
     let k = get(&ws, "a.example", "io.cozy.konnectors", "io.cozy.konnectors/ameli").expect("ameli doc");
@@ -369,7 +426,9 @@ version = "0.8.0"
         (k["state"].clone(), k["version"].clone()),
         (json!("ready"), json!("1.2.0"))
     );
-    assert_eq!(k["checksum"], json!(ameli_sha));
+    // cozy-stack's HTTP fetcher checks the #sha256 but does not record it: no checksum, and the
+    // code folder is <version>.
+    assert_eq!(k["checksum"], "");
     assert_eq!(k["language"], "node");
     assert_eq!(k["source"], json!(format!("{ameli_url}#{ameli_sha}")));
     let kp = perms_of(&ws, "a.example", "io.cozy.konnectors/ameli");
@@ -377,16 +436,27 @@ version = "0.8.0"
     assert_eq!(kp[0]["type"], "konnector");
     assert_eq!(
         version_dirs(&ws, "a.example", ".cozy_konnectors", "ameli"),
-        vec![format!("1.2.0-{ameli_sha}")]
+        vec!["1.2.0".to_string()]
     );
+    assert!(k.get("parameters").is_none());
     // The file source: version with 10 hex digits of the folder's digest, no checksum.
     let m = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/mytool").expect("mytool doc");
     assert_eq!(m["checksum"], "");
     assert!(m["version"].as_str().unwrap().starts_with("0.1.0-"));
+    // An empty permission set: `permissions` is left out of the permission doc (omitempty).
+    let mp = perms_of(&ws, "a.example", "io.cozy.apps/mytool");
+    assert_eq!(mp.len(), 1);
+    assert!(mp[0].get("permissions").is_none(), "{}", mp[0]);
+    assert_eq!(m["permissions"], json!({}));
     assert_eq!(m["source"], json!(format!("file://{}", mytool_dir.display())));
     // The pin.
     let b = get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/beta").expect("beta doc");
     assert_eq!(b["version"], "0.8.0");
+
+    // An app installed deactivated (state "installed") stays so through an update.
+    let mut bd = get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap();
+    bd["state"] = json!("installed");
+    block_on(ws.store().put_doc(&db("b.example", "io.cozy.apps"), &bd)).unwrap();
 
     // A channel move: stable now gives 1.1.0, which asks for more rights.
     reg.release(
@@ -431,10 +501,42 @@ version = "0.8.0"
     let p2 = perms_of(&ws, "a.example", "io.cozy.apps/drive");
     assert_eq!(p2.len(), 1);
     assert_eq!(p2[0]["_id"], p[0]["_id"], "the permission doc is updated in place");
-    assert_eq!(p2[0]["permissions"]["contacts"]["type"], "io.cozy.contacts");
+    // cozy-stack's update merges `permission.Diff(old manifest, doc)` into the new rules; the doc
+    // was not altered, so Diff is the old set whole: `notes`, gone from the manifest, stays, first.
+    assert_eq!(
+        enc(&p2[0]["permissions"]),
+        r#"{"notes":{"type":"io.cozy.notes"},"files":{"type":"io.cozy.files","description":"Required to access the files"},"contacts":{"type":"io.cozy.contacts","verbs":["GET"]}}"#
+    );
+    assert_eq!(
+        enc(&d2["permissions"]),
+        r#"{"files":{"type":"io.cozy.files","description":"Required to access the files"},"contacts":{"type":"io.cozy.contacts","verbs":["GET"]}}"#
+    );
+    assert_ne!(p2[0]["cozyMetadata"]["updatedAt"], p[0]["cozyMetadata"]["updatedAt"]);
+    assert_eq!(p2[0]["cozyMetadata"]["createdAt"], p[0]["cozyMetadata"]["createdAt"]);
     let dirs = version_dirs(&ws, "a.example", ".cozy_apps", "drive");
     assert_eq!(dirs.len(), 1, "the old version's code is removed: {dirs:?}");
     assert!(dirs[0].starts_with("1.1.0-"));
+
+    assert_eq!(
+        get(&ws, "b.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["state"],
+        "installed"
+    );
+
+    // A konnector whose new manifest has no parameters keeps those of its doc.
+    let mut kd = get(&ws, "a.example", "io.cozy.konnectors", "io.cozy.konnectors/ameli").unwrap();
+    kd["parameters"] = json!({"mode": "fast"});
+    block_on(ws.store().put_doc(&db("a.example", "io.cozy.konnectors"), &kd)).unwrap();
+    let (ameli13, ameli13_sha, _) = reg.publish_tarball("ameli", "1.3.0", json!({}));
+    let body = body.replace(
+        &format!("{ameli_url}#{ameli_sha}"),
+        &format!("{}{ameli13}#{ameli13_sha}", reg.base.trim_end_matches('/')),
+    );
+    ws.write_config("", &body);
+    ws.apply_ok();
+    ws.assert_no_changes();
+    let kd = get(&ws, "a.example", "io.cozy.konnectors", "io.cozy.konnectors/ameli").unwrap();
+    assert_eq!(kd["version"], "1.3.0");
+    assert_eq!(kd["parameters"], json!({"mode": "fast"}));
 
     // An app a user installed, not declared: reported and left alone...
     let store = ws.store();
@@ -561,6 +663,30 @@ fn apps_failures_are_clear_and_leave_nothing_half_written() {
     let a = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap();
     assert_eq!(a["state"], "ready");
     assert!(a.get("error").is_none());
+
+    // A failed update leaves the working app as it was (cozy-stack answers 503 for an errored
+    // app); the next plan shows the update again.
+    let sha = reg.release("drive", "1.1.0", Some("stable"), json!({}));
+    let blocker = code_dir(&ws, "a.example", ".cozy_apps", "drive").join(format!("1.1.0-{sha}"));
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let (code, out, err) = run(&ws, &["apply", "--auto-approve"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let a2 = get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap();
+    assert_eq!(
+        (a2["state"].clone(), a2["version"].clone()),
+        (json!("ready"), json!("1.0.0"))
+    );
+    assert!(a2.get("error").is_none());
+    let (code, out, _) = ws.plan();
+    assert_eq!(code, 2);
+    assert!(out.contains("~ app drive 1.0.0 -> 1.1.0"), "{out}");
+    std::fs::remove_file(&blocker).unwrap();
+    ws.apply_ok();
+    ws.assert_no_changes();
+    assert_eq!(
+        get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["version"],
+        "1.1.0"
+    );
 }
 
 /// The embedded store: plan → apply (instances created with their apps) → plan empty.
@@ -599,4 +725,139 @@ fn apps_on_the_embedded_store() {
         "ready"
     );
     assert!(ws.fs_root().join("a.example/.cozy_apps/mytool").is_dir());
+}
+
+/// `import` declares the installed apps and konnectors (registry sources pinned to the installed
+/// version, file:// and tarball sources as they are, `apps = []` against `[defaults] apps`), warns
+/// about an app it cannot declare (a git source) and keeps it with `apps_prune = false`: right after
+/// `import --all --write`, plan is empty although the registry's stable channel has moved on.
+#[test]
+fn import_declares_installed_apps_and_plan_is_empty() {
+    let reg = Registry::start();
+    reg.release("drive", "1.0.0", Some("stable"), json!({}));
+    reg.release("mytool", "0.8.0", None, json!({}));
+    let (ameli_path, ameli_sha, _) = reg.publish_tarball("ameli", "1.2.0", json!({}));
+    let ameli_url = format!("{}{}", reg.base.trim_end_matches('/'), ameli_path);
+    let ws = Workspace::new(Backend::Couch);
+    let top = format!(
+        "apps_prune = true\n[registries]\ndefault = [\"{}\"]\n[defaults]\napps = [\"drive\"]\n",
+        reg.base
+    );
+    let body = format!(
+        r#"
+[instances."a.example"]
+locale = "fr"
+[instances."a.example".app.mytool]
+source = "file://{mytool}"
+[instances."a.example".konnector.ameli]
+source = "{ameli_url}#{ameli_sha}"
+
+[instances."b.example"]
+[instances."b.example".app.beta]
+source = "registry://mytool/beta"
+version = "0.8.0"
+"#,
+        mytool = fixture_dir("mytool").display(),
+    );
+    ws.write_config(&top, &body);
+    let out = ws.apply_ok();
+    assert!(out.contains("Apps: 5 installed"), "{out}");
+    ws.assert_no_changes();
+    // An app installed by other means, from a source cozyform cannot declare.
+    block_on(ws.store().put_doc(
+        &db("a.example", "io.cozy.apps"),
+        &json!({"_id": "io.cozy.apps/gitapp", "slug": "gitapp", "source": "git://h/gitapp.git",
+                "version": "3.0.0", "state": "ready", "permissions": {}}),
+    ))
+    .unwrap();
+    // The channel moves on: an unpinned declaration would update drive.
+    reg.release("drive", "1.1.0", Some("stable"), json!({}));
+
+    // A fresh config with the same top and no instance.
+    ws.write_config(&top, "");
+    assert_eq!(run(&ws, &["fmt"]).0, 0);
+    let (code, out, err) = run(&ws, &["import", "--all", "--write"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("a.example: app gitapp not declared") && err.contains("git://h/gitapp.git"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    assert!(
+        text.contains(
+            "[instances.\"a.example\".app.drive]\nsource = \"registry://drive/stable\"\nversion = \"1.0.0\"\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "[instances.\"a.example\".app.mytool]\nsource = \"file://{}\"\n",
+            fixture_dir("mytool").display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "[instances.\"a.example\".konnector.ameli]\nsource = \"{ameli_url}#{ameli_sha}\"\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("[instances.\"b.example\".app.beta]\nsource = \"registry://mytool/beta/0.8.0\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("apps = []\napps_prune = false\n"), "{text}");
+    ws.assert_no_changes();
+    let (code, out, err) = run(&ws, &["fmt", "--check"]);
+    assert_eq!(code, 0, "import writes in fmt's layout:\n{out}\n{err}");
+
+    // Without [registries], registry apps cannot be declared: a warning, the others are.
+    ws.write_config("", "");
+    let (code, out, err) = run(&ws, &["import", "--all"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("b.example: app beta not declared: it comes from registry://mytool/beta/0.8.0, but the config has no [registries]"),
+        "{err}"
+    );
+    assert!(out.contains("[instances.\"a.example\".konnector.ameli]"), "{out}");
+    assert!(!out.contains("app.drive]"), "{out}");
+}
+
+/// Registry requests and downloads are retried on 5xx and 429 (bounded, with backoff); a registry
+/// that keeps failing gives a clear error naming it without its credentials.
+#[test]
+fn apps_registry_and_downloads_are_retried() {
+    let reg = Registry::start();
+    reg.release("drive", "1.0.0", Some("stable"), json!({}));
+    reg.fail_first("/registry/drive/stable/latest", &[503, 429]);
+    reg.fail_first("/files/drive-1.0.0.tar.gz", &[502]);
+    let ws = Workspace::new(Backend::Embedded);
+    // Credentials in the registry URL are used, and never shown.
+    let base = reg.base.replace("http://", "http://bob:s3cret@");
+    ws.write_config(
+        "",
+        &format!("[registries]\ndefault = [\"{base}\"]\n[instances.\"a.example\"]\napps = [\"drive\"]\n"),
+    );
+    let out = ws.apply_ok();
+    assert!(out.contains("Apps: 1 installed"), "{out}");
+    assert_eq!(reg.hits("/registry/drive/stable/latest"), 3);
+    assert_eq!(reg.hits("/files/drive-1.0.0.tar.gz"), 2);
+    ws.assert_no_changes();
+    assert_eq!(
+        get(&ws, "a.example", "io.cozy.apps", "io.cozy.apps/drive").unwrap()["state"],
+        "ready"
+    );
+
+    // A registry that keeps answering 503: a bounded number of attempts, then a clear error.
+    reg.fail_first("/registry/notes/stable/latest", &[503; 10]);
+    ws.write_config(
+        "",
+        &format!("[registries]\ndefault = [\"{base}\"]\n[instances.\"a.example\"]\napps = [\"drive\", \"notes\"]\n"),
+    );
+    let (code, out, err) = ws.plan();
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(reg.hits("/registry/notes/stable/latest"), 4, "4 attempts in all");
+    assert!(err.contains("answered 503") && err.contains("try again"), "{err}");
+    assert!(err.contains(&reg.base), "the registry is named: {err}");
+    assert!(!err.contains("s3cret") && !out.contains("s3cret"), "{out}\n{err}");
 }

@@ -193,7 +193,7 @@ fn unknown_keys_in_every_table() {
                 5,
                 1,
                 "unknown key \"state\" in [defaults]",
-                "the keys allowed here are: locale, email, public_name, phone, tz, context, disk_quota, settings, blocked, blocking_reason, prevent_destroy, rename_default_dirs, apps, apps_prune",
+                "the keys allowed here are: locale, email, public_name, phone, tz, context, disk_quota, settings, blocked, blocking_reason, prevent_destroy, rename_default_dirs, apps, apps_prune, app, konnector",
             ),
             (
                 7,

@@ -480,6 +480,72 @@ fn completions_and_man_page() {
     assert!(text(&out.stderr).contains("no command named \"nope\""));
 }
 
+/// A rename reads the old and new instance folders, a locale change with `rename_default_dirs` the
+/// default directory docs: a saved plan is stale when they changed, and fresh again when put back.
+fn stale_when_what_a_rename_read_changed() {
+    let ws = Workspace::new(Backend::Couch);
+    ws.write_config("", &inst(A, "locale = \"en\""));
+    ws.apply_ok();
+    ws.write_config("", &inst(B, &format!("renamed_from = \"{A}\"\nlocale = \"en\"")));
+    let path = save_plan(&ws, &[]);
+    let (old, new) = (ws.fs_root().join(A), ws.fs_root().join(B));
+    std::fs::rename(&old, &new).unwrap();
+    let out = apply_file(&ws, &path);
+    assert_stale(&out, &format!("the folder of {A} changed: present → missing"));
+    assert!(
+        text(&out.stderr).contains(&format!("the folder of {B} changed: missing → present")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(instance_doc(&ws, A)["domain"], A, "nothing applied");
+    // Put back, the plan is fresh again: it is applied.
+    std::fs::rename(&new, &old).unwrap();
+    assert_applied(&apply_file(&ws, &path));
+    assert_eq!(instance_doc(&ws, B)["old_domain"], A);
+    assert!(new.is_dir() && !old.exists());
+
+    // A default directory renamed on a locale change: its doc changed meanwhile.
+    ws.write_config("", &inst(B, "locale = \"fr\"\nrename_default_dirs = true"));
+    let path = save_plan(&ws, &[]);
+    let files = db_name(&instance_prefix(A), layout::FILES);
+    let mut dir = block_on(ws.store().all_docs_page(&files, None, 1000))
+        .unwrap()
+        .into_iter()
+        .find(|d| d["path"] == "/Administrative")
+        .expect("the Administrative dir doc");
+    dir["tags"] = json!(["touched"]);
+    block_on(ws.store().put_doc(&files, &dir)).unwrap();
+    let out = apply_file(&ws, &path);
+    assert_stale(&out, &format!("the directory doc /Administrative of {B} ("));
+    assert!(text(&out.stderr).contains("changed: _rev 1-"), "{}", text(&out.stderr));
+    assert_eq!(instance_doc(&ws, B)["locale"], "en", "nothing applied");
+}
+
+/// A refused apply on a fresh directory creates nothing: the embedded store is created only once
+/// the checks passed (they run before taking the lock when there is no store yet).
+fn a_refused_apply_on_a_fresh_dir_leaves_no_store() {
+    let ws = Workspace::new(Backend::Embedded);
+    ws.write_config("", &inst(A, "locale = \"en\""));
+    ws.apply_ok();
+    ws.write_config("", &inst(A, "locale = \"fr\""));
+    let path = save_plan(&ws, &[]);
+    // The store goes away: the directory is fresh again, and the plan stale.
+    let dot = ws.path().join(".cozyform");
+    std::fs::remove_dir_all(&dot).unwrap();
+    let out = apply_file(&ws, &path);
+    assert_stale(&out, &format!("the instance doc of {A} ("));
+    assert!(text(&out.stderr).contains("was deleted"), "{}", text(&out.stderr));
+    assert!(
+        !dot.join("store.sqlite").exists(),
+        "a refused apply created the embedded store"
+    );
+    // A fresh plan on the fresh directory applies, creating the store.
+    let path = save_plan(&ws, &[]);
+    assert_applied(&apply_file(&ws, &path));
+    assert!(dot.join("store.sqlite").exists());
+    assert_eq!(instance_doc(&ws, A)["locale"], "fr");
+}
+
 macro_rules! tests {
     ($($name:ident;)*) => {$(
         #[test]
@@ -494,6 +560,7 @@ mod couchdb {
         stale_when_an_instance_doc_changed;
         stale_when_a_database_was_created_or_removed;
         stale_when_the_config_changed;
+        stale_when_what_a_rename_read_changed;
         stale_when_the_version_changed_and_refused_when_tampered;
         stale_after_another_apply;
         apply_file_json_prints_the_result;
@@ -513,6 +580,10 @@ mod couchdb {
 }
 
 mod embedded {
+    tests! {
+        a_refused_apply_on_a_fresh_dir_leaves_no_store;
+    }
+
     #[test]
     fn a_saved_plan_applies_without_prompt_and_only_once() {
         super::a_saved_plan_applies_without_prompt_and_only_once(super::Backend::Embedded)

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::Value;
 
 use super::CodeSource;
-use super::registry::{DOWNLOAD_TIMEOUT, client, error_chain};
+use super::http::{self, redact};
+use super::registry::DOWNLOAD_TIMEOUT;
 
 /// The files of an app: (relative path with `/`, content), sorted by path.
 pub type Code = Vec<(String, Vec<u8>)>;
@@ -42,32 +43,25 @@ pub async fn download(url: &str, sha256: Option<&str>) -> Result<Arc<Vec<u8>>, S
 }
 
 async fn download_uncached(url: &str, sha256: Option<&str>) -> Result<Vec<u8>, String> {
-    let resp = client()
-        .get(url)
-        .timeout(DOWNLOAD_TIMEOUT)
-        .send()
+    let shown = redact(url);
+    let (status, body) = http::get(url, DOWNLOAD_TIMEOUT, http::RETRY)
         .await
-        .map_err(|e| format!("cannot download {url}: {}", error_chain(&e)))?;
-    let status = resp.status().as_u16();
+        .map_err(|e| format!("cannot download {e}"))?;
     if status != 200 {
-        return Err(format!("cannot download {url}: the server answered {status}"));
+        return Err(format!("cannot download {shown}: the server answered {status}"));
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("cannot download {url}: {}", error_chain(&e)))?;
     if body.len() > MAX_DOWNLOAD {
-        return Err(format!("{url} is larger than {MAX_DOWNLOAD} bytes"));
+        return Err(format!("{shown} is larger than {MAX_DOWNLOAD} bytes"));
     }
     if let Some(want) = sha256 {
         let got = super::sha256_hex(&body);
         if !got.eq_ignore_ascii_case(want) {
             return Err(format!(
-                "checksum mismatch for {url}: expected sha256 {want}, got {got}; nothing was installed"
+                "checksum mismatch for {shown}: expected sha256 {want}, got {got}; nothing was installed"
             ));
         }
     }
-    Ok(body.to_vec())
+    Ok(body)
 }
 
 /// The code of a resolved app, fetched once per run.
@@ -78,7 +72,7 @@ pub async fn fetch_code(code: &CodeSource) -> Result<Arc<Code>, String> {
     }
     let r = match code {
         CodeSource::Tarball { url, sha256, prefix } => match download(url, sha256.as_deref()).await {
-            Ok(bytes) => unpack(&bytes, prefix).map_err(|e| format!("unpacking {url}: {e}")),
+            Ok(bytes) => unpack(&bytes, prefix).map_err(|e| format!("unpacking {}: {e}", redact(url))),
             Err(e) => Err(e),
         },
         CodeSource::Dir { path } => read_dir_code(path),
@@ -169,7 +163,8 @@ pub fn manifest_in_tar(bytes: &[u8], name: &str) -> Result<(Value, String), Stri
     Err(format!("the archive holds no {name}"))
 }
 
-/// Every regular file under a directory (symbolic links are refused), sorted.
+/// Every regular file under a directory, but those in `.git` folders (symbolic links are refused),
+/// sorted.
 pub fn read_dir_code(root: &Path) -> Result<Code, String> {
     fn walk(root: &Path, dir: &Path, out: &mut Code) -> Result<(), String> {
         let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
@@ -185,6 +180,10 @@ pub fn read_dir_code(root: &Path) -> Result<Code, String> {
                     p.display()
                 ));
             } else if ft.is_dir() {
+                // cozy-stack's file fetcher (`copyRec`) skips the `.git` folders.
+                if entry.file_name() == ".git" {
+                    continue;
+                }
                 walk(root, &p, out)?;
             } else if ft.is_file() {
                 let rel = p.strip_prefix(root).expect("under root");

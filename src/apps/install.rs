@@ -19,8 +19,11 @@
 //!    update keeps `created_at`;
 //! 5. code folders of other versions of the app, once the doc points at the new one.
 //!
-//! A failure in steps 1–4 writes the app doc with `state: "errored"` and the `error`, as cozy-stack
-//! does; the next plan shows it as a repair.
+//! A failure in steps 1–4 of an install or a repair writes the app doc with `state: "errored"` and
+//! the `error`; the next plan shows it as a repair. (cozy-stack itself keeps `errored` in memory
+//! only and writes no doc; the issue asked for the persisted state, so that the failure is visible.)
+//! A failure of an update leaves the app doc as it was: the app keeps working at its old version, as
+//! with cozy-stack, and the next plan shows the update again.
 //!
 //! Uninstall: the triggers, the permission docs, the code folder, then the app doc last, so that a
 //! crash midway leaves an app doc the next plan uninstalls again.
@@ -37,7 +40,7 @@ use serde_json::{Map, Value, json};
 
 use super::fetch::{Code, fetch_code};
 use super::plan::{AppChange, AppOp};
-use super::{AppKind, CodeSource, Resolved, instance_store};
+use super::{AppKind, CodeSource, Resolved, instance_store, perms};
 use crate::apply::{ApplyOptions, ApplyReport};
 use crate::fsops;
 use crate::layout;
@@ -178,6 +181,10 @@ async fn apply_change(
             };
             match install(store, fs_root, domain, prefix, c, target, &code).await {
                 Ok(()) => Ok(()),
+                // A failed update leaves the working app as it was, as cozy-stack does (an
+                // `errored` doc would take it down: cozy-stack answers 503 for any state but
+                // ready/installed); the next plan shows the update again.
+                Err(e) if c.op == AppOp::Update => Err(e),
                 Err(e) => {
                     let msg = format!("{e:#}");
                     if let Err(e2) = mark_errored(store, prefix, c, target, &msg).await {
@@ -229,7 +236,13 @@ fn write_code(dir: &Path, target_name: &str, code: &Code) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!("tmp{}", hex::encode(rand::random::<[u8; 8]>())));
     let write_all = || -> Result<()> {
-        std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        // afero.TempDir makes it 0700, and the rename keeps that mode for the version folder.
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
         for (name, content) in code {
             let path = tmp.join(format!("{name}.br"));
             if let Some(parent) = path.parent() {
@@ -310,57 +323,91 @@ async fn permission_docs(store: &Store, prefix: &str, kind: AppKind, slug: &str)
         .collect())
 }
 
-/// The permission doc cozy-stack creates (`createAppSet`).
+/// The `cozyMetadata` of `metadata.NewWithApp(slug, version, "1")`: the version is left out when
+/// empty.
+fn app_metadata(slug: &str, version: &str, t: &str) -> Value {
+    let mut md = json!({
+        "doctypeVersion": "1",
+        "metadataVersion": 1,
+        "createdAt": t,
+        "createdByApp": slug,
+        "createdByAppVersion": version,
+        "updatedAt": t,
+        "updatedByApps": [{"slug": slug, "date": t, "version": version}],
+    });
+    if version.is_empty() {
+        md.as_object_mut().expect("object").remove("createdByAppVersion");
+        md["updatedByApps"][0]
+            .as_object_mut()
+            .expect("object")
+            .remove("version");
+    }
+    md
+}
+
+/// The permission doc cozy-stack creates (`createAppSet`, a `permission.Permission`): `permissions`
+/// is left out when the set is empty (`omitempty`).
 pub fn permission_doc(id: &str, kind: AppKind, slug: &str, version: &str, perms: &Value, t: &str) -> Value {
-    json!({
+    let mut doc = json!({
         "_id": id,
         "type": kind.permission_type(),
         "source_id": kind.doc_id(slug),
         "permissions": perms,
-        "cozyMetadata": {
-            "doctypeVersion": "1",
-            "metadataVersion": 1,
-            "createdAt": t,
-            "createdByApp": slug,
-            "createdByAppVersion": version,
-            "updatedAt": t,
-            "updatedByApps": [{"slug": slug, "date": t, "version": version}],
-        },
-    })
+        "cozyMetadata": app_metadata(slug, version, t),
+    });
+    if perms.as_object().is_some_and(Map::is_empty) || perms.is_null() {
+        doc.as_object_mut().expect("object").remove("permissions");
+    }
+    doc
 }
 
+/// Creates the permission doc, or, on an update, rewrites it as cozy-stack's `UpdateWebappSet` /
+/// `UpdateKonnectorSet` do: the new manifest's rules merged with what the doc has beyond the old
+/// manifest's ([`perms::updated_set`]), and `cozyMetadata.updatedAt` moved.
+/// `old_manifest_perms` is `Some` on an update (the current app doc's `permissions`).
 async fn upsert_permission(
     store: &Store,
     prefix: &str,
     kind: AppKind,
     slug: &str,
     version: &str,
-    perms: &Value,
+    manifest: &Value,
+    old_manifest_perms: Option<Option<&Value>>,
 ) -> Result<()> {
     let db = layout::db_name(prefix, "io.cozy.permissions");
+    let new_set = perms::parse(manifest.get("permissions")).map_err(|e| anyhow!("bad manifest: {e}"))?;
     let existing = permission_docs(store, prefix, kind, slug).await?;
     match existing.into_iter().next() {
         Some(mut doc) => {
-            if doc.get("permissions") == Some(perms) {
-                return Ok(());
-            }
+            let set = match old_manifest_perms {
+                Some(old) => {
+                    let old = perms::parse(old).unwrap_or_default();
+                    let have = perms::parse(doc.get("permissions")).unwrap_or_default();
+                    perms::updated_set(&old, &have, &new_set)
+                }
+                // A permission doc left by an install that did not finish: it is this install's.
+                None => new_set,
+            };
             let t = now();
             let m = doc.as_object_mut().expect("docs are objects");
-            m.insert("permissions".into(), perms.clone());
+            if set.is_empty() {
+                m.remove("permissions");
+            } else {
+                m.insert("permissions".into(), perms::to_json(&set));
+            }
             match m.get_mut("cozyMetadata").and_then(Value::as_object_mut) {
                 Some(md) => {
                     md.insert("updatedAt".into(), json!(t));
                 }
                 None => {
-                    let fresh = permission_doc("", kind, slug, "", perms, &t);
-                    m.insert("cozyMetadata".into(), fresh["cozyMetadata"].clone());
+                    m.insert("cozyMetadata".into(), app_metadata(slug, "", &t));
                 }
             }
             put_current(store, &db, doc).await
         }
         None => {
             let id = layout::derived_id("app-permission", &format!("{prefix}/{}", kind.doc_id(slug)));
-            let doc = permission_doc(&id, kind, slug, version, perms, &now());
+            let doc = permission_doc(&id, kind, slug, version, &perms::to_json(&new_set), &now());
             put_current(store, &db, doc).await
         }
     }
@@ -404,15 +451,9 @@ pub fn trigger_doc(
         "arguments": args,
         "debounce": service.get("debounce").and_then(Value::as_str).unwrap_or(""),
         "options": null,
-        "message": {"slug": slug, "name": name},
-        "cozyMetadata": {
-            "doctypeVersion": "1",
-            "metadataVersion": 1,
-            "createdAt": t,
-            "createdByApp": slug,
-            "updatedAt": t,
-            "updatedByApps": [{"slug": slug, "date": t}],
-        },
+        // A Go map[string]string: keys sorted.
+        "message": {"name": name, "slug": slug},
+        "cozyMetadata": app_metadata(slug, "", t),
     }))
 }
 
@@ -480,7 +521,10 @@ async fn sync_triggers(
     Ok(Value::Object(out))
 }
 
-/// The app doc: the manifest as received, plus cozy-stack's overrides and defaults.
+/// The app doc: the manifest as received, plus cozy-stack's overrides and defaults, encoded as
+/// cozy-stack's `MarshalJSON` does ([`super::manifest`]): sorted keys, re-encoded typed fields.
+/// `current` is the doc being replaced, if any: a konnector whose new manifest has no `parameters`
+/// keeps the current ones (`KonnManifest.ReadManifest`).
 #[allow(clippy::too_many_arguments)]
 pub fn app_doc(
     kind: AppKind,
@@ -491,7 +535,9 @@ pub fn app_doc(
     created_at: &str,
     updated_at: &str,
     services: Value,
+    current: Option<&Value>,
 ) -> Value {
+    use super::manifest as mf;
     let mut m = target.manifest.as_object().cloned().unwrap_or_default();
     m.remove("_rev");
     m.insert("_id".into(), json!(kind.doc_id(slug)));
@@ -499,10 +545,12 @@ pub fn app_doc(
     m.insert("source".into(), json!(source));
     m.insert("state".into(), json!(state));
     m.insert("version".into(), json!(target.version));
-    if m.get("available_version")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .is_empty()
+    // An update clears it (`SetAvailableVersion("")`); an install keeps the manifest's.
+    if current.is_some()
+        || m.get("available_version")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
     {
         m.remove("available_version");
     }
@@ -511,29 +559,51 @@ pub fn app_doc(
     m.insert("updated_at".into(), json!(updated_at));
     m.remove("error");
     m.insert("permissions".into(), target.permissions());
-    match kind {
+    // Values of typed Go structs: written as built here, not re-sorted.
+    let typed: &[&str] = match kind {
         AppKind::Webapp => {
-            if !m.get("terms").is_some_and(Value::is_object) {
-                m.insert("terms".into(), json!({"url": "", "version": ""}));
-            }
-            for k in ["intents", "locales", "notifications"] {
-                m.entry(k).or_insert(Value::Null);
-            }
-            if !m.get("routes").is_some_and(|r| r.is_object()) {
-                m.insert(
-                    "routes".into(),
-                    json!({"/": {"folder": "/", "index": "index.html", "public": false}}),
-                );
-            }
+            let get = |k: &str| target.manifest.get(k);
+            m.insert("terms".into(), mf::terms(get("terms")));
+            m.insert("intents".into(), mf::intents(get("intents")));
+            m.insert("routes".into(), mf::routes(get("routes")));
+            let services = match services {
+                Value::Object(o) => {
+                    let mut e: Vec<(String, Value)> = o.into_iter().collect();
+                    e.sort_by(|a, b| a.0.cmp(&b.0));
+                    Value::Object(e.into_iter().collect())
+                }
+                v => v,
+            };
             m.insert("services".into(), services);
+            m.insert("locales".into(), get("locales").cloned().unwrap_or(Value::Null));
+            m.insert("notifications".into(), mf::notifications(get("notifications")));
+            &["permissions", "terms", "intents", "routes", "services", "notifications"]
         }
         AppKind::Konnector => {
-            if m.get("parameters").is_some_and(Value::is_null) {
-                m.remove("parameters");
-            }
+            let params = match m.get("parameters") {
+                Some(p @ Value::Object(_)) => Some(p.clone()),
+                _ => current
+                    .and_then(|c| c.get("parameters"))
+                    .filter(|p| p.is_object())
+                    .cloned(),
+            };
+            match params {
+                Some(p) => m.insert("parameters".into(), p),
+                None => m.remove("parameters"),
+            };
+            &["permissions"]
         }
+    };
+    let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Map::new();
+    for (k, mut v) in entries {
+        if !typed.contains(&k.as_str()) {
+            mf::sort_keys(&mut v);
+        }
+        out.insert(k, v);
     }
-    Value::Object(m)
+    Value::Object(out)
 }
 
 async fn install(
@@ -553,7 +623,12 @@ async fn install(
 
     // 1. The code.
     let dir = slug_dir(fs_root, domain, kind, slug)?;
-    let vdir = version_dir(&target.version, &target.checksum)?;
+    // cozy-stack's file fetcher names the folder without a checksum, whatever the manifest says.
+    let dir_sum = match target.code {
+        CodeSource::Dir { .. } => "",
+        CodeSource::Tarball { .. } => target.checksum.as_str(),
+    };
+    let vdir = version_dir(&target.version, dir_sum)?;
     let inst = fsops::instance_dir(fs_root, domain)?;
     if !inst.is_dir() {
         bail!("{} does not exist; the instance must be repaired first", inst.display());
@@ -566,7 +641,8 @@ async fn install(
         .context("writing the code")??;
 
     // 2. The permission doc.
-    upsert_permission(store, prefix, kind, slug, &target.version, &target.permissions()).await?;
+    let old_perms = current.as_ref().map(|d| d.get("permissions"));
+    upsert_permission(store, prefix, kind, slug, &target.version, &target.manifest, old_perms).await?;
 
     // 3. Triggers of the services.
     let services = match kind {
@@ -585,7 +661,22 @@ async fn install(
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| t.clone());
-    let mut doc = app_doc(kind, slug, &c.source, target, "ready", &created_at, &t, services);
+    // An app installed deactivated stays so (`endState` of the installer).
+    let state = match current.as_ref().and_then(|d| d.get("state")).and_then(Value::as_str) {
+        Some("installed") => "installed",
+        _ => "ready",
+    };
+    let mut doc = app_doc(
+        kind,
+        slug,
+        &c.source,
+        target,
+        state,
+        &created_at,
+        &t,
+        services,
+        current.as_ref(),
+    );
     if let Some(rev) = current.as_ref().and_then(|d| d.get("_rev")) {
         doc["_rev"] = rev.clone();
     }
@@ -602,14 +693,14 @@ async fn install(
     Ok(())
 }
 
-/// Leaves the app doc in state `errored` with the error, as cozy-stack does after a failed install.
+/// Leaves the app doc in state `errored` with the error, after a failed install or repair.
 async fn mark_errored(store: &Store, prefix: &str, c: &AppChange, target: &Resolved, error: &str) -> Result<()> {
     let db = layout::db_name(prefix, c.kind.doctype());
     let id = c.kind.doc_id(&c.slug);
     let t = now();
     let mut doc = match get(store, &db, &id).await? {
         Some(d) => d,
-        None => app_doc(c.kind, &c.slug, &c.source, target, "errored", &t, &t, Value::Null),
+        None => app_doc(c.kind, &c.slug, &c.source, target, "errored", &t, &t, Value::Null, None),
     };
     let m = doc
         .as_object_mut()

@@ -92,7 +92,7 @@ fn plan_app(domain: &str, c: &AppChange) -> PlanApp {
         kind: c.kind.into(),
         slug: c.slug.clone(),
         op: c.op.into(),
-        source: c.source.clone(),
+        source: super::http::redact(&c.source),
         before_version: c.before_version.clone(),
         after_version: c.after_version.clone(),
         permissions_before: c.permissions_before.clone(),

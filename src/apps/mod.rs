@@ -15,8 +15,11 @@
 
 pub mod actual;
 pub mod fetch;
+pub mod http;
 pub mod install;
 pub mod json;
+pub mod manifest;
+pub mod perms;
 pub mod plan;
 pub mod registry;
 pub mod render;
@@ -119,7 +122,10 @@ impl AppSource {
                 channel,
                 version: Some(v),
             } => format!("registry://{slug}/{channel}/{v}"),
-            AppSource::File { path } => format!("file://{}", path.display()),
+            // Escaped as Go's `url.URL.String()` escapes the path (a space is `%20`).
+            AppSource::File { path } => url::Url::from_file_path(path)
+                .map(|u| u.to_string())
+                .unwrap_or_else(|()| format!("file://{}", path.display())),
             AppSource::Http { url, sha256: None } => url.clone(),
             AppSource::Http { url, sha256: Some(s) } => format!("{url}#{s}"),
         }
@@ -188,16 +194,17 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// The manifest's `permissions`, or `{}`.
+    /// The manifest's `permissions` as cozy-stack writes them, or `{}`.
     pub fn permissions(&self) -> Value {
         permissions_of(&self.manifest)
     }
 }
 
-/// `permissions` of a manifest or app doc, `{}` when absent.
+/// `permissions` of a manifest or app doc, re-encoded as cozy-stack writes them ([`perms`]),
+/// `{}` when absent.
 pub fn permissions_of(doc: &Value) -> Value {
     match doc.get("permissions") {
-        Some(Value::Object(o)) => Value::Object(o.clone()),
+        Some(v @ Value::Object(_)) => perms::normalize(Some(v)),
         _ => Value::Object(Default::default()),
     }
 }
@@ -267,4 +274,23 @@ pub fn valid_slug(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppSource;
+
+    #[test]
+    fn source_urls_are_written_as_cozy_stack_writes_them() {
+        let f = AppSource::File {
+            path: "/srv/my apps/tool".into(),
+        };
+        assert_eq!(f.url(), "file:///srv/my%20apps/tool");
+        let r = AppSource::Registry {
+            slug: "drive".into(),
+            channel: "beta".into(),
+            version: Some("1.0.0".into()),
+        };
+        assert_eq!(r.url(), "registry://drive/beta/1.0.0");
+    }
 }

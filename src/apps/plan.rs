@@ -112,7 +112,10 @@ pub fn plan_apps(
                 Some(Err(e)) => {
                     failed
                         .entry(key)
-                        .or_insert_with(|| (format!("{} {} ({src})", want.kind.label(), want.slug), e.clone(), 0))
+                        .or_insert_with(|| {
+                            let shown = super::http::redact(&src);
+                            (format!("{} {} ({shown})", want.kind.label(), want.slug), e.clone(), 0)
+                        })
                         .2 += 1;
                     continue;
                 }
@@ -146,7 +149,7 @@ pub fn plan_apps(
                 }
                 Some(h)
                     if h.version != r.version
-                        || h.source != src
+                        || (h.source != src && !same_source_pinned(&h.source, &want.source, &h.version))
                         || (!h.checksum.is_empty() && !r.checksum.is_empty() && h.checksum != r.checksum) =>
                 {
                     changes.push(change(AppOp::Update, Some(h)))
@@ -183,6 +186,25 @@ pub fn plan_apps(
         ));
     }
     out
+}
+
+/// Whether an app installed from `registry://<slug>/<channel>` at version `v` is what a declaration
+/// of the same channel pinned to `v` asks for (as `import` writes it): the code is the same, so the
+/// pin alone is no update.
+fn same_source_pinned(installed: &str, want: &super::AppSource, installed_version: &str) -> bool {
+    match want {
+        super::AppSource::Registry {
+            slug,
+            channel,
+            version: Some(v),
+        } => {
+            let installed = installed.trim_end_matches('/');
+            v == installed_version
+                && (installed == format!("registry://{slug}/{channel}")
+                    || (channel == "stable" && installed == format!("registry://{slug}")))
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

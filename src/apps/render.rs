@@ -64,15 +64,22 @@ pub fn render_app_changes(out: &mut String, changes: &[AppChange], st: Style) {
         let before = c.before_version.as_deref().unwrap_or("?");
         let after = c.after_version.as_deref().unwrap_or("?");
         match c.op {
-            AppOp::Install => {
-                writeln!(out, "  {}+{} {what} {slug} {after} ({})", st.green, st.reset, c.source).unwrap()
-            }
+            AppOp::Install => writeln!(
+                out,
+                "  {}+{} {what} {slug} {after} ({})",
+                st.green,
+                st.reset,
+                super::http::redact(&c.source)
+            )
+            .unwrap(),
             AppOp::Update => {
                 if before == after {
                     writeln!(
                         out,
                         "  {}~{} {what} {slug} {before} -> {after} ({})",
-                        st.yellow, st.reset, c.source
+                        st.yellow,
+                        st.reset,
+                        super::http::redact(&c.source)
                     )
                     .unwrap()
                 } else {

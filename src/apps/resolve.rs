@@ -47,11 +47,23 @@ fn manifest_version(manifest: &Value) -> Result<String, String> {
     }
 }
 
+/// The `checksum` a manifest carries itself (cozy-stack decodes the doc's `checksum` from it when
+/// no fetcher sets one), or "".
+fn manifest_checksum(manifest: &Value) -> String {
+    manifest
+        .get("checksum")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
 /// cozy-stack refuses a manifest whose `type` is not the app's.
 fn check_manifest(kind: AppKind, manifest: &Value) -> Result<(), String> {
     if !manifest.is_object() {
         return Err(format!("the {} is not a JSON object", kind.manifest_name()));
     }
+    // cozy-stack cannot decode such permissions: the manifest is refused (`ErrBadManifest`).
+    super::perms::parse(manifest.get("permissions")).map_err(|e| format!("bad manifest: {e}"))?;
     match manifest.get("type").and_then(Value::as_str) {
         Some(t) if t != kind.manifest_type() => Err(format!(
             "the manifest has type {t:?}, but it is declared as a {}",
@@ -86,7 +98,8 @@ pub async fn resolve_one(app: &DesiredApp) -> Result<Resolved, String> {
             };
             Resolved {
                 version: v.version,
-                checksum: v.sha256.to_lowercase(),
+                // As the registry spells it (cozy-stack's `SetChecksum(v.Sha256)`).
+                checksum: v.sha256.clone(),
                 manifest,
                 code: CodeSource::Tarball {
                     url: v.url,
@@ -109,7 +122,7 @@ pub async fn resolve_one(app: &DesiredApp) -> Result<Resolved, String> {
             let digest = code_digest(&code);
             Resolved {
                 version: format!("{}-{}", manifest_version(&manifest)?, &digest[..10]),
-                checksum: String::new(),
+                checksum: manifest_checksum(&manifest),
                 manifest,
                 code: CodeSource::Dir { path: path.clone() },
             }
@@ -119,7 +132,9 @@ pub async fn resolve_one(app: &DesiredApp) -> Result<Resolved, String> {
             let (manifest, prefix) = manifest_in_tar(&bytes, kind.manifest_name())?;
             Resolved {
                 version: manifest_version(&manifest)?,
-                checksum: sha256.clone().unwrap_or_default(),
+                // cozy-stack's HTTP fetcher checks the `#sha256` but never sets the checksum: the
+                // doc keeps the manifest's (usually none), and the code folder is `<version>`.
+                checksum: manifest_checksum(&manifest),
                 manifest,
                 code: CodeSource::Tarball {
                     url: url.clone(),

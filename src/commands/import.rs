@@ -101,7 +101,7 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
         }
     }
     opts.settings_for = domains.iter().cloned().collect();
-    let actual = actual::read_actual(&store, &desired.fs_root, &opts).await?;
+    let mut actual = actual::read_actual(&store, &desired.fs_root, &opts).await?;
     for f in &actual.findings {
         if f.domain.as_ref().is_some_and(|d| domains.contains(d)) && !cli.quiet {
             eprintln!("warning: {}: {}", f.domain.as_deref().unwrap_or(""), f.message);
@@ -150,8 +150,34 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
         }
         return Ok(0);
     }
+    // The installed apps and konnectors of each imported instance, declared with it.
+    let prefixes: Vec<(String, String)> = {
+        let by_domain = actual.by_domain();
+        domains
+            .iter()
+            .filter(|d| {
+                let h = by_domain[d.as_str()];
+                let complete = [crate::apps::AppKind::Webapp, crate::apps::AppKind::Konnector]
+                    .iter()
+                    .all(|k| h.doctypes.contains(k.doctype()));
+                if !complete {
+                    eprintln!(
+                        "warning: {d}: its io.cozy.apps or io.cozy.konnectors database is missing (plan repairs it): its apps are not imported"
+                    );
+                }
+                complete
+            })
+            .map(|d| (d.clone(), by_domain[d.as_str()].db_prefix.clone()))
+            .collect()
+    };
+    for (d, prefix) in &prefixes {
+        let apps = crate::apps::actual::read_instance_apps(&store, d, prefix)
+            .await
+            .with_context(|| format!("reading the apps of {d}"))?;
+        actual.apps.installed.insert(d.clone(), apps);
+    }
     let env = |k: &str| std::env::var(k).ok();
-    let imported = crate::import::import(&src, &cli.config, &base_dir(&cli.config), &env, &actual, &domains)?;
+    let imported = crate::import::import(&src, &cli.config, &base_dir(&cli.config), &env, &actual, &domains).await?;
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }

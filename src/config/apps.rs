@@ -18,7 +18,12 @@ pub(super) struct AppsTop {
 pub(super) struct AppDefaults {
     apps: Option<Vec<(String, Option<Range<usize>>)>>,
     prune: Option<bool>,
+    /// `[defaults.app.<slug>]` and `[defaults.konnector.<slug>]`.
+    tables: Vec<AppTable>,
 }
+
+/// An `app.<slug>` or `konnector.<slug>` table: (kind, slug, position of the key, source).
+type AppTable = (AppKind, String, Option<Range<usize>>, AppSource);
 
 const SLUG_HINT: &str = "a slug is lowercase letters, digits and dashes, e.g. \"drive\"";
 
@@ -66,10 +71,11 @@ impl Walker<'_> {
         top
     }
 
-    pub(super) fn app_defaults(&mut self, t: &dyn TableLike) -> AppDefaults {
+    pub(super) fn app_defaults(&mut self, t: &dyn TableLike, base_dir: &Path) -> AppDefaults {
         AppDefaults {
             apps: self.slug_list(t, "apps", "[defaults]"),
             prune: self.boolean(t, "apps_prune").map(|b| b.0),
+            tables: self.app_tables(t, "[defaults]", None, base_dir),
         }
     }
 
@@ -110,28 +116,16 @@ impl Walker<'_> {
         Some(out)
     }
 
-    /// The apps an instance manages, or `None` when it declares none (and there is no default list).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn instance_apps(
+    /// The `app.<slug>` and `konnector.<slug>` tables of an instance or of `[defaults]`, checked;
+    /// `remove` is the instance's `apps_remove` (a slug both removed and declared is an error).
+    fn app_tables(
         &mut self,
         it: &dyn TableLike,
         what: &str,
-        context: Option<&str>,
-        defaults: &AppDefaults,
-        top: &AppsTop,
+        remove: Option<&Vec<(String, Option<Range<usize>>)>>,
         base_dir: &Path,
-        dspan: Option<Range<usize>>,
-    ) -> Option<DesiredApps> {
-        let own = self.slug_list(it, "apps", what);
-        let add = self.slug_list(it, "apps_add", what);
-        let remove = self.slug_list(it, "apps_remove", what);
-        let prune = self.boolean(it, "apps_prune").map(|b| b.0);
-        let mut tables: Vec<(AppKind, String, Option<Range<usize>>, AppSource)> = Vec::new();
-        let registries = context
-            .and_then(|c| top.registries.get(c))
-            .or_else(|| top.registries.get("default"))
-            .cloned()
-            .unwrap_or_default();
+    ) -> Vec<AppTable> {
+        let mut tables: Vec<AppTable> = Vec::new();
         for (key, kind) in [("app", AppKind::Webapp), ("konnector", AppKind::Konnector)] {
             let Some(item) = it.get(key) else { continue };
             let Some(t) = self.table(
@@ -184,7 +178,7 @@ impl Walker<'_> {
                     }
                 }
                 if kind == AppKind::Webapp
-                    && let Some(r) = &remove
+                    && let Some(r) = remove
                     && let Some((_, rspan)) = r.iter().find(|(s, _)| s == slug)
                 {
                     self.err(
@@ -196,16 +190,58 @@ impl Walker<'_> {
                 tables.push((kind, slug.to_string(), kspan, source));
             }
         }
+        tables
+    }
+
+    /// The apps an instance manages, or `None` when it declares none (and there is no default list).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn instance_apps(
+        &mut self,
+        it: &dyn TableLike,
+        what: &str,
+        context: Option<&str>,
+        defaults: &AppDefaults,
+        top: &AppsTop,
+        base_dir: &Path,
+        dspan: Option<Range<usize>>,
+    ) -> Option<DesiredApps> {
+        let own = self.slug_list(it, "apps", what);
+        let add = self.slug_list(it, "apps_add", what);
+        let remove = self.slug_list(it, "apps_remove", what);
+        let prune = self.boolean(it, "apps_prune").map(|b| b.0);
+        let registries = context
+            .and_then(|c| top.registries.get(c))
+            .or_else(|| top.registries.get("default"))
+            .cloned()
+            .unwrap_or_default();
+        let mut tables = self.app_tables(it, what, remove.as_ref(), base_dir);
         let managed = own.is_some()
             || add.is_some()
             || remove.is_some()
             || prune.is_some()
             || !tables.is_empty()
-            || defaults.apps.is_some();
+            || defaults.apps.is_some()
+            || !defaults.tables.is_empty();
         if !managed {
             return None;
         }
-        let mut slugs: Vec<(String, Option<Range<usize>>)> = own.or(defaults.apps.clone()).unwrap_or_default();
+        // The default webapp list: `[defaults] apps`, then the `[defaults.app.<slug>]` tables.
+        let mut default_slugs = defaults.apps.clone();
+        for (kind, slug, span, _) in &defaults.tables {
+            if *kind == AppKind::Webapp {
+                let l = default_slugs.get_or_insert_with(Vec::new);
+                if !l.iter().any(|(s, _)| s == slug) {
+                    l.push((slug.clone(), span.clone()));
+                }
+            }
+        }
+        // Default konnectors, unless the instance has its own table.
+        for t in &defaults.tables {
+            if t.0 == AppKind::Konnector && !tables.iter().any(|o| o.0 == t.0 && o.1 == t.1) {
+                tables.push(t.clone());
+            }
+        }
+        let mut slugs: Vec<(String, Option<Range<usize>>)> = own.or(default_slugs).unwrap_or_default();
         for (s, span) in add.unwrap_or_default() {
             if !slugs.iter().any(|(o, _)| *o == s) {
                 slugs.push((s, span));
@@ -214,7 +250,9 @@ impl Walker<'_> {
         for (s, span) in remove.iter().flatten() {
             if slugs.iter().any(|(o, _)| o == s) {
                 slugs.retain(|(o, _)| o != s);
-            } else if !tables.iter().any(|t| t.0 == AppKind::Webapp && t.1 == *s) {
+            } else if !tables.iter().any(|t| t.0 == AppKind::Webapp && t.1 == *s)
+                && !defaults.tables.iter().any(|t| t.0 == AppKind::Webapp && t.1 == *s)
+            {
                 self.warn(
                     span.clone(),
                     format!("apps_remove of {what} removes {s:?}, which is not in its list"),
@@ -237,14 +275,20 @@ impl Walker<'_> {
             if list.iter().any(|a| a.kind == AppKind::Webapp && a.slug == slug) {
                 continue;
             }
-            spans.push(span);
-            list.push(DesiredApp {
-                kind: AppKind::Webapp,
-                source: AppSource::Registry {
+            // A slug with a `[defaults.app.<slug>]` table comes from its source.
+            let default = defaults.tables.iter().find(|t| t.0 == AppKind::Webapp && t.1 == slug);
+            let source = match default {
+                Some(t) => t.3.clone(),
+                None => AppSource::Registry {
                     slug: slug.clone(),
                     channel: "stable".into(),
                     version: None,
                 },
+            };
+            spans.push(default.map(|t| t.2.clone()).unwrap_or(span));
+            list.push(DesiredApp {
+                kind: AppKind::Webapp,
+                source,
                 slug,
                 registries: registries.clone(),
             });
@@ -428,6 +472,67 @@ mod tests {
         assert_eq!(e[2].line, 9);
         assert!(e[2].message.contains("not a sha256"));
         assert!(e[3].message.contains("git sources"));
+    }
+
+    #[test]
+    fn defaults_app_and_konnector_tables() {
+        let src = format!(
+            "{REG}[defaults]\napps = [\"drive\"]\n[defaults.app.photos]\nsource = \"registry://photos/beta\"\n[defaults.app.notes]\nversion = \"2.0.0\"\n[defaults.konnector.ameli]\nsource = \"file://./konn/ameli\"\n\
+             [instances.\"a.example\"]\n\
+             [instances.\"b.example\"]\napps_remove = [\"notes\"]\n[instances.\"b.example\".app.photos]\nsource = \"registry://photos/stable\"\n[instances.\"b.example\".konnector.ameli]\nsource = \"file:///srv/ameli\"\n\
+             [instances.\"c.example\"]\napps = [\"notes\"]\n"
+        );
+        let list = |d: &str| -> Vec<(AppKind, String, String)> {
+            apps(&src, d)
+                .unwrap()
+                .list
+                .iter()
+                .map(|x| (x.kind, x.slug.clone(), x.source.url()))
+                .collect()
+        };
+        let w = |s: &str, u: &str| (AppKind::Webapp, s.to_string(), u.to_string());
+        let k = |s: &str, u: &str| (AppKind::Konnector, s.to_string(), u.to_string());
+        // Every default: the list, the default tables' sources, the default konnector.
+        assert_eq!(
+            list("a.example"),
+            vec![
+                w("drive", "registry://drive/stable"),
+                w("notes", "registry://notes/stable/2.0.0"),
+                w("photos", "registry://photos/beta"),
+                k("ameli", "file:///srv/conf/konn/ameli"),
+            ]
+        );
+        // apps_remove drops a default table; the instance's own tables win.
+        assert_eq!(
+            list("b.example"),
+            vec![
+                w("drive", "registry://drive/stable"),
+                w("photos", "registry://photos/stable"),
+                k("ameli", "file:///srv/ameli"),
+            ]
+        );
+        // `apps` replaces the default list, a named slug keeps its default table's source.
+        assert_eq!(
+            list("c.example"),
+            vec![
+                w("notes", "registry://notes/stable/2.0.0"),
+                k("ameli", "file:///srv/conf/konn/ameli")
+            ]
+        );
+        // Checked with positions, like the instance tables.
+        let e = errors(&format!(
+            "{REG}[defaults.app.Photos]\nsource = \"registry://photos/beta\"\n[defaults.konnector.x]\nsource = \"ftp://h/x.tgz\"\ncolor = 1\n[instances.\"a.example\"]\n"
+        ));
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert_eq!((e[0].line, e[0].column), (4, 15));
+        assert!(
+            e[0].message.contains("invalid app slug \"Photos\" in [defaults]"),
+            "{e:#?}"
+        );
+        assert_eq!(e[1].line, 7);
+        assert!(e[1].message.contains("not supported source scheme"), "{e:#?}");
+        assert_eq!(e[2].line, 8);
+        assert!(e[2].message.contains("color"), "{e:#?}");
     }
 
     #[test]

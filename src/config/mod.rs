@@ -127,6 +127,13 @@ pub struct InstanceDefaults {
     pub apps: Option<Vec<String>>,
     /// Uninstall the apps that are not declared (default false).
     pub apps_prune: Option<bool>,
+    /// Webapps of the default list with a source or a pinned version, by slug: declared on every
+    /// instance that does not set `apps` (or names the slug in it, or in `apps_add`), unless
+    /// removed by its `apps_remove` or overridden by its own `app.<slug>`.
+    pub app: Option<BTreeMap<String, AppConfig>>,
+    /// Konnectors of every instance that manages apps, by slug, unless overridden by its own
+    /// `konnector.<slug>`.
+    pub konnector: Option<BTreeMap<String, AppConfig>>,
 }
 
 /// Whether an instance must exist.
@@ -234,6 +241,8 @@ pub const DEFAULT_KEYS: &[&str] = &[
     "rename_default_dirs",
     "apps",
     "apps_prune",
+    "app",
+    "konnector",
 ];
 /// Instance keys stored in the settings doc rather than the instance doc.
 pub const SETTINGS_DOC_KEYS: &[&str] = &["email", "public_name", "phone", "tz"];

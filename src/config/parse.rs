@@ -246,7 +246,7 @@ pub fn load_str(
     let app_defaults = root
         .get("defaults")
         .and_then(Item::as_table_like)
-        .map(|t| w.app_defaults(t))
+        .map(|t| w.app_defaults(t, base_dir))
         .unwrap_or_default();
     let mut instances: BTreeMap<String, DesiredInstance> = BTreeMap::new();
     let mut seen: HashMap<String, Option<Range<usize>>> = HashMap::new();
