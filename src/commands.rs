@@ -358,7 +358,10 @@ pub(crate) async fn apply_under_lock(
     let store = &store;
     // Ctrl-C is caught from before the lock is taken, so that it can never kill a run holding it.
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = tokio::spawn(watch_ctrl_c(cancel.clone()));
+    // The handler is registered here, synchronously, not when the task is first polled.
+    let sigint =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let watcher = tokio::spawn(watch_ctrl_c(sigint, cancel.clone()));
     let lock = crate::lock::acquire(store, "apply", args.lock_timeout).await.map_err(|e| {
         match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
             Some(id) => user_error(
@@ -391,13 +394,13 @@ pub(crate) async fn apply_under_lock(
 }
 
 /// Sets `cancel` on the first Ctrl-C; a second one exits at once (the next apply repairs).
-async fn watch_ctrl_c(cancel: Arc<std::sync::atomic::AtomicBool>) {
-    if tokio::signal::ctrl_c().await.is_ok() {
+async fn watch_ctrl_c(mut sigint: tokio::signal::unix::Signal, cancel: Arc<std::sync::atomic::AtomicBool>) {
+    if sigint.recv().await.is_some() {
         eprintln!(
             "\nInterrupted: finishing the instances under way, starting no new ones (Ctrl-C again kills; the next apply repairs)..."
         );
         cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if sigint.recv().await.is_some() {
             std::process::exit(130);
         }
     }
