@@ -272,6 +272,20 @@ fn apps_of_an_instance_on_another_cluster_live_on_that_cluster() {
     assert_eq!(perms(f.second.store()), 0);
     assert_eq!(docs_on(f.second.store(), d, "io.cozy.konnectors").len(), 1);
     f.ws.assert_no_changes();
+
+    // A new instance without couch_cluster is placed by the planner (cluster 0 takes no new
+    // instances here, so cluster 1), and its apps follow it there in the same apply.
+    let body = format!(
+        "{}[instances.\"b.example\"]\n[instances.\"b.example\".app.mytool]\nsource = \"file://{}\"\n",
+        apps_body(d, &[("konnector", "ameli", &ameli)]),
+        tool.display()
+    );
+    f.write((false, true), &body);
+    f.ws.apply_ok();
+    assert_eq!(f.instance_doc("b.example")["couch_cluster"], 1);
+    let on = |s: cozyform::store::Store| docs_on(s, "b.example", "io.cozy.apps").len();
+    assert_eq!((on(f.ws.store()), on(f.second.store())), (0, 1));
+    f.ws.assert_no_changes();
 }
 
 /// `import` and `show` read an instance's databases on its cluster: the import of an instance on
