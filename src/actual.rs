@@ -142,6 +142,8 @@ pub struct Actual {
     pub ambiguous: BTreeSet<String>,
     /// `_rev` of each instance doc by id, and the database names seen, for saved-plan staleness.
     pub revs: BTreeMap<String, String>,
+    /// Databases and folders no instance doc claims (see [`crate::orphans`]).
+    pub orphans: Vec<crate::orphans::Orphan>,
     /// Installed apps and resolved app sources (read by [`crate::apps::gather`]).
     pub apps: crate::apps::AppsActual,
     /// `_rev` of each settings doc read and present, by domain, for saved-plan staleness.
@@ -265,6 +267,39 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     // One map per instance store (each cluster, or the main store alone).
     let dbs_by_prefix: Vec<HashMap<String, PrefixDbs>> = dbs;
 
+    // Prefixes and folders claimed by any instance doc, even a broken one: never leftovers.
+    let mut claimed_prefixes = BTreeSet::new();
+    let mut claimed_domains = BTreeSet::new();
+    for doc in &docs {
+        for key in ["prefix", "domain"] {
+            if let Some(p) = doc.get(key).and_then(Value::as_str).filter(|p| !p.is_empty()) {
+                claimed_prefixes.insert(layout::escaped_db_prefix(p));
+            }
+        }
+        if let Some(d) = doc.get("domain").and_then(Value::as_str) {
+            claimed_domains.insert(d.to_string());
+        }
+    }
+    // Only the unclaimed prefixes are copied out (a few, normally none), one set per server.
+    for (cluster, (by_prefix, cluster_store)) in dbs_by_prefix.iter().zip(stores.instance_stores()).enumerate() {
+        // An escaped prefix escapes to itself: `names` rebuilds the full names from it.
+        let unclaimed: BTreeMap<String, Vec<String>> = by_prefix
+            .iter()
+            .filter(|(p, _)| !claimed_prefixes.contains(*p) && p.starts_with("cozy"))
+            .map(|(p, v)| (p.clone(), v.names(p)))
+            .collect();
+        if unclaimed.is_empty() {
+            continue;
+        }
+        let found =
+            crate::orphans::find_database_orphans(store, cluster_store, cluster as u32, &unclaimed, &claimed_prefixes)
+                .await
+                .context("reading leftover databases")?;
+        actual.orphans.extend(found);
+    }
+    actual
+        .orphans
+        .extend(crate::orphans::find_folder_orphans(fs_root, &claimed_domains));
     // Every doc with a domain, then sorted by domain (stable: docs keep their order within a domain);
     // one flat vector rather than a map of vectors, for the memory of a large fleet.
     let mut found: Vec<ActualInstance> = Vec::with_capacity(docs.len());

@@ -7,6 +7,9 @@
 //! any point leave a state that the next plan recognizes and repairs:
 //!
 //! Create:
+//! 0. a create mark, `_local/cozyform-create-<prefix>` in `global/instances` (deleted after step 4):
+//!    it tells the leftovers of an interrupted create (steps 1–3) from a create cozy-stack has
+//!    under way, so that only cozyform's own leftovers are ever removed (see `crate::orphans`);
 //! 1. the 16 databases (concurrently), then the settings doc and the "myself" contact (each one PUT);
 //! 2. the 22 mango indexes and 13 views (concurrently; views PUT without a read, as the databases
 //!    are new — a conflict falls back to read-compare-write);
@@ -56,6 +59,8 @@ pub struct ApplyOptions {
     pub fs_root: PathBuf,
     /// Set (by Ctrl-C) to stop starting new instances; work under way finishes.
     pub cancel: Arc<AtomicBool>,
+    /// When set, each destroy first writes a verified archive there (see [`crate::backup`]).
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl ApplyOptions {
@@ -64,6 +69,7 @@ impl ApplyOptions {
             parallelism,
             fs_root,
             cancel: Arc::new(AtomicBool::new(false)),
+            backup_dir: None,
         }
     }
 }
@@ -77,6 +83,9 @@ pub struct InstanceOutcome {
     pub error: Option<String>,
     /// For a created instance: `https://<domain>/?registerToken=<hex>`. A secret, shown once.
     pub registration_link: Option<String>,
+    /// For a destroyed instance with a backup dir: the archive written before the destroy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
     /// For a rename (`renamed_from`): the domain the instance had.
     pub renamed_from: Option<String>,
 }
@@ -86,6 +95,11 @@ pub struct InstanceOutcome {
 pub struct ApplyReport {
     pub global_error: Option<String>,
     pub outcomes: Vec<InstanceOutcome>,
+    /// Leftovers (see [`crate::orphans`]) removed, and the errors of those that could not be.
+    pub leftovers_removed: usize,
+    pub leftover_errors: Vec<String>,
+    /// Set when the lock could not be released at the end (the message says how to release it).
+    pub lock_error: Option<String>,
     /// What happened to each app change (see [`crate::apps::install`]).
     pub apps: Vec<crate::apps::install::AppOutcome>,
 }
@@ -94,6 +108,8 @@ impl ApplyReport {
     pub fn failed(&self) -> usize {
         self.outcomes.iter().filter(|o| !o.ok).count()
             + usize::from(self.global_error.is_some())
+            + self.leftover_errors.len()
+            + usize::from(self.lock_error.is_some())
             + self.apps.iter().filter(|o| !o.ok).count()
     }
     pub fn count(&self, action: Action) -> usize {
@@ -129,23 +145,37 @@ pub async fn apply_in(stores: &Stores, desired: &Desired, plan: &Plan, opts: &Ap
         .collect();
     let needs_global =
         plan.create_global_db || !plan.global.is_empty() || work.iter().any(|i| i.action == Action::Create);
+    // Once the store stops answering (retries exhausted), no new instance is started: each would
+    // only wait for its own retries to fail.
+    let unreachable = AtomicBool::new(false);
     if needs_global && let Err(e) = ensure_global(store).await {
+        unreachable.store(store_unreachable(&e), Ordering::SeqCst);
         report.global_error = Some(format!("{e:#}"));
         // Without the global database nothing can be created; updates may still go on.
     }
     let global_failed = report.global_error.is_some();
     crate::progress::stage(work.len() as u64, "applying");
+    let unreachable = &unreachable;
     let results: Vec<InstanceOutcome> = futures::stream::iter(work.into_iter().map(|ip| {
         let desired_inst = desired.instances.get(&ip.domain);
         async move {
             let mut link = None;
+            let mut backup = None;
             let result = if opts.cancel.load(Ordering::SeqCst) {
                 Err(anyhow!("not started: the run was interrupted"))
+            } else if unreachable.load(Ordering::SeqCst) {
+                Err(anyhow!("not started: the store stopped answering earlier in this run"))
             } else if global_failed && ip.action == Action::Create {
                 Err(anyhow!("not created: global/instances could not be prepared"))
             } else {
                 crate::progress::message(format!("{} {}", verb(ip.action), ip.domain));
-                apply_one(stores, desired_inst, ip, opts, &mut link).await
+                let r = apply_one(stores, desired_inst, ip, opts, &mut link, &mut backup).await;
+                if let Err(e) = &r
+                    && store_unreachable(e)
+                {
+                    unreachable.store(true, Ordering::SeqCst);
+                }
+                r
             };
             crate::progress::inc();
             InstanceOutcome {
@@ -154,6 +184,7 @@ pub async fn apply_in(stores: &Stores, desired: &Desired, plan: &Plan, opts: &Ap
                 ok: result.is_ok(),
                 error: result.err().map(|e| format!("{e:#}")),
                 registration_link: link,
+                backup,
                 renamed_from: ip.rename.as_ref().map(|r| r.from.clone()),
             }
         }
@@ -163,6 +194,19 @@ pub async fn apply_in(stores: &Stores, desired: &Desired, plan: &Plan, opts: &Ap
     .await;
     report.outcomes = results;
     report.outcomes.sort_by(|a, b| a.domain.cmp(&b.domain));
+    // Leftovers last: each is checked again before it is removed (crate::orphans).
+    for o in &plan.orphans {
+        if opts.cancel.load(Ordering::SeqCst) {
+            report
+                .leftover_errors
+                .push(format!("{}: not removed: the run was interrupted", o.describe()));
+            continue;
+        }
+        match crate::orphans::remove(stores, &opts.fs_root, o).await {
+            Ok(()) => report.leftovers_removed += 1,
+            Err(e) => report.leftover_errors.push(format!("{}: {e:#}", o.describe())),
+        }
+    }
     report
 }
 
@@ -177,6 +221,12 @@ fn verb(action: Action) -> &'static str {
     }
 }
 
+/// Whether an error comes from a store that stopped answering (after the client's retries).
+fn store_unreachable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<StoreError>().is_some_and(StoreError::is_retryable))
+}
+
 /// Applies one instance's plan. `link` receives the registration link as soon as the instance doc
 /// holding its token is written, so that it is shown even when a later step fails.
 async fn apply_one(
@@ -185,6 +235,7 @@ async fn apply_one(
     ip: &InstancePlan,
     opts: &ApplyOptions,
     link: &mut Option<String>,
+    backup: &mut Option<String>,
 ) -> Result<()> {
     match ip.action {
         Action::Create => {
@@ -218,14 +269,23 @@ async fn apply_one(
                 .existing
                 .as_ref()
                 .ok_or_else(|| anyhow!("destroy of an instance that was not read"))?;
-            destroy_instance(
-                &stores.main,
-                stores.for_cluster(ex.couch_cluster),
-                &opts.fs_root,
-                ex,
-                &ip.domain,
-            )
-            .await
+            let dbs = stores.for_cluster(ex.couch_cluster);
+            if let Some(dir) = &opts.backup_dir {
+                // Before anything is deleted; a failed backup fails this destroy.
+                let path = crate::backup::backup_instance(
+                    &stores.main,
+                    dbs,
+                    &opts.fs_root,
+                    dir,
+                    &ex.id,
+                    &ip.domain,
+                    &ex.db_prefix,
+                )
+                .await
+                .context("backing up the instance before destroying it; nothing was deleted")?;
+                *backup = Some(path.display().to_string());
+            }
+            destroy_instance(&stores.main, dbs, &opts.fs_root, ex, &ip.domain).await
         }
         Action::NoOp | Action::Unmanaged => Ok(()),
     }
@@ -285,7 +345,7 @@ async fn put_new_view(store: &Store, db: &str, v: &layout::ViewDef) -> Result<()
 
 /// Defines every index and view of the given doctypes in their databases, concurrently. `fresh`:
 /// the databases were just created, so views are PUT without reading them first.
-async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str], fresh: bool) -> Result<()> {
+pub(crate) async fn define_design(store: &Store, db_prefix: &str, doctypes: &[&str], fresh: bool) -> Result<()> {
     let mut tasks = Vec::new();
     for i in layout::instance_indexes().filter(|i| doctypes.contains(&i.doctype)) {
         let db = layout::db_name(db_prefix, i.doctype);
@@ -408,6 +468,16 @@ async fn create_instance(
         );
     }
 
+    // 0. The create mark: what steps 1–3 leave if the create is interrupted and the instance then
+    // removed from the file is recognized as cozyform's leftover (crate::orphans).
+    let mark = crate::orphans::create_mark_id(prefix);
+    put_if_missing(
+        global,
+        layout::GLOBAL_INSTANCES_DB,
+        &json!({ "_id": mark, "domain": domain }),
+    )
+    .await?;
+
     // 1. Databases, settings doc, myself contact.
     create_dbs(store, prefix, layout::INSTANCE_DOCTYPES).await?;
     let settings_db = layout::db_name(prefix, layout::SETTINGS);
@@ -493,6 +563,11 @@ async fn create_instance(
         "https://{domain}/?registerToken={}",
         hex::encode(&secrets.register_token)
     ));
+    // The instance doc now claims the prefix: the mark is no longer needed (a stale one is harmless).
+    if let Ok(Some(m)) = global.get_doc(layout::GLOBAL_INSTANCES_DB, &mark).await {
+        let rev = m.get("_rev").and_then(Value::as_str).unwrap_or_default();
+        let _ = global.delete_doc(layout::GLOBAL_INSTANCES_DB, &mark, rev).await;
+    }
 
     // 5. Folders on disk, last.
     fsops::ensure_dirs(
@@ -502,11 +577,13 @@ async fn create_instance(
     )?;
 
     // 6. Final update: the doc ends at rev 2, as after cozy-stack's creation.
+    // A conflict means someone (cozy-stack, an operator) already wrote the doc after us: it is
+    // past rev 1 then, and re-writing our version would undo their change.
     doc["_rev"] = json!(rev);
-    global
-        .put_doc(layout::GLOBAL_INSTANCES_DB, &doc)
-        .await
-        .context("finishing the instance doc")?;
+    match global.put_doc(layout::GLOBAL_INSTANCES_DB, &doc).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => {}
+        Err(e) => return Err(e).context("finishing the instance doc"),
+    }
 
     Ok(())
 }

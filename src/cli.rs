@@ -39,7 +39,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-pub const EXIT_CODES: &str = "Exit codes:\n  0  success; for `plan --detailed-exitcode`, no changes\n  1  error (bad configuration, unreachable store, a failed apply, a refused or stale saved plan, `fmt --check` on an unformatted file)\n  2  `plan --detailed-exitcode` only: the plan has changes";
+pub const EXIT_CODES: &str = "Exit codes:\n  0  success; for `plan --detailed-exitcode`, no changes\n  1  error (bad configuration, unreachable store, a failed apply, a refused or stale saved plan, a refused destroy, `fmt --check` on an unformatted file)\n  2  `plan --detailed-exitcode` only: the plan has changes";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -60,6 +60,12 @@ pub enum Command {
     ForceUnlock {
         /// The lock ID.
         lock_id: String,
+    },
+    /// Bring back an instance from an archive written by a destroy with --backup-dir (refused
+    /// when the domain exists).
+    Restore {
+        /// The `.tar.gz` archive.
+        archive: PathBuf,
     },
     /// Declare existing instances as they are: print their TOML, or add it to the config file.
     Import(ImportArgs),
@@ -167,6 +173,16 @@ pub struct ApplyArgs {
     /// How long to wait for the lock held by another run (e.g. 30s, 5m).
     #[arg(long, default_value = "0s", value_parser = crate::lock::parse_duration)]
     pub lock_timeout: std::time::Duration,
+
+    /// Allow a plan to destroy up to N instances (overrides `max_destroy`, default 1). Beyond it,
+    /// apply asks to type the number of instances, and --auto-approve refuses.
+    #[arg(long, value_name = "N")]
+    pub max_destroy: Option<u64>,
+
+    /// Before destroying an instance, write a verified archive of it in DIR (overrides
+    /// `backup_dir`); `cozyform restore` brings it back.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

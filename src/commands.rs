@@ -59,6 +59,7 @@ pub async fn run(cli: Cli) -> Result<Exit> {
     match &cli.command {
         Command::Validate(args) => validate(&cli, args),
         Command::ForceUnlock { lock_id } => force_unlock(&cli, lock_id).await,
+        Command::Restore { archive } => restore_cmd(&cli, archive).await,
         Command::Plan(args) => plan_cmd(&cli, args, color).await,
         Command::Apply(args) => apply_cmd(&cli, args, color).await,
         Command::Import(args) => import::import_cmd(&cli, args).await,
@@ -205,9 +206,7 @@ async fn compute(desired: &Desired, store: Option<&Stores>, args: &ReadArgs) -> 
             .inspect_err(|_| crate::progress::finish())?,
         None => Actual::default(),
     };
-    // Apps are read from the main store: with [[couchdb.clusters]], apps of instances on other
-    // clusters are not routed yet (see clusters::Stores::for_instance).
-    crate::apps::gather(store.map(|s| &s.main), desired, &mut actual, args.parallelism as usize)
+    crate::apps::gather(store, desired, &mut actual, args.parallelism as usize)
         .await
         .inspect_err(|_| crate::progress::finish())?;
     crate::progress::message("planning");
@@ -333,15 +332,29 @@ async fn apply_cmd(cli: &Cli, args: &ApplyArgs, color: bool) -> Result<Exit> {
     if !p.has_changes() {
         print!("{rendered}");
         println!("\nApply complete! Instances: 0 added, 0 changed, 0 destroyed.");
+        // Nothing to do needs no lock; but a lock left by a killed run would block the next change.
+        if let Some(s) = &existing
+            && let Ok(Some(held)) = crate::lock::current(&s.main).await
+        {
+            eprintln!(
+                "warning: a lock is held:\n  {held}\nIf no cozyform run is active (it was killed), release it: cozyform force-unlock {}",
+                held.id
+            );
+        }
         return Ok(0);
     }
     print!("{rendered}");
     std::io::stdout().flush()?;
-    if !args.auto_approve && !confirm(&p)? {
-        eprintln!("Apply cancelled.");
-        return Ok(1);
+    let safety = effective_safety(&loaded.safety, args);
+    let over_limit = destroy_limit(&p, &safety, args.auto_approve)?;
+    if !args.auto_approve {
+        let ok = if over_limit { confirm_count(&p)? } else { confirm(&p)? };
+        if !ok {
+            eprintln!("Apply cancelled.");
+            return Ok(1);
+        }
     }
-    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, None).await? {
+    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, None, &safety).await? {
         Locked::Applied(report) => {
             print_report(&report, st);
             Ok(if report.failed() > 0 { 1 } else { 0 })
@@ -377,6 +390,7 @@ pub(crate) async fn apply_under_lock(
     shown: &Plan,
     verbose: bool,
     saved: Option<&crate::saved_plan::SavedGuard>,
+    safety: &crate::backup::Safety,
 ) -> Result<Locked> {
     // Taking the lock creates the embedded store and `global/instances`. When they do not exist yet,
     // the checks run once before, so that a refused plan leaves no trace; they run again under the
@@ -399,6 +413,12 @@ pub(crate) async fn apply_under_lock(
             .context("the store could not be created")?,
     };
     let store = &stores.main;
+    // Ctrl-C is caught from before the lock is taken, so that it can never kill a run holding it.
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The handler is registered here, synchronously, not when the task is first polled.
+    let sigint =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let watcher = tokio::spawn(watch_ctrl_c(sigint, cancel.clone()));
     let lock = crate::lock::acquire(store, "apply", args.lock_timeout).await.map_err(|e| {
         match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
             Some(id) => user_error(
@@ -408,11 +428,39 @@ pub(crate) async fn apply_under_lock(
             None => e,
         }
     })?;
-    let result = apply_locked(&stores, desired, args, shown, saved, &lock.holder).await;
+    let mut opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
+    opts.cancel = cancel;
+    opts.backup_dir = safety.backup_dir.clone();
+    let result = apply_locked(&stores, desired, args, shown, saved, &lock.holder, opts).await;
     let released = crate::lock::release(store, &lock).await;
-    let outcome = result?;
-    released.context("releasing the lock")?;
-    Ok(outcome)
+    watcher.abort();
+    let how = format!(
+        "the lock {} is still held, and the next run will be refused: once no cozyform run is active, release it with: cozyform force-unlock {}",
+        lock.id, lock.id
+    );
+    match (result, released) {
+        (Ok(outcome), Ok(())) => Ok(outcome),
+        (Ok(Locked::Applied(mut report)), Err(e)) => {
+            report.lock_error = Some(format!("releasing the lock failed ({e:#}); {how}"));
+            Ok(Locked::Applied(report))
+        }
+        (Ok(_), Err(e)) => Err(e.context(how)),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(_)) => Err(e.context(how)),
+    }
+}
+
+/// Sets `cancel` on the first Ctrl-C; a second one exits at once (the next apply repairs).
+async fn watch_ctrl_c(mut sigint: tokio::signal::unix::Signal, cancel: Arc<std::sync::atomic::AtomicBool>) {
+    if sigint.recv().await.is_some() {
+        eprintln!(
+            "\nInterrupted: finishing the instances under way, starting no new ones (Ctrl-C again kills; the next apply repairs)..."
+        );
+        cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        if sigint.recv().await.is_some() {
+            std::process::exit(130);
+        }
+    }
 }
 
 /// Reads the state again and plans: the plan, or the refusal when a saved plan is stale or the plan
@@ -447,6 +495,7 @@ async fn apply_locked(
     shown: &Plan,
     saved: Option<&crate::saved_plan::SavedGuard>,
     holder: &str,
+    opts: ApplyOptions,
 ) -> Result<Locked> {
     let store = &stores.main;
     let p = match check_unchanged(Some(stores), desired, args, shown, saved).await? {
@@ -455,23 +504,9 @@ async fn apply_locked(
     };
     // Before changing anything: every apply makes every saved plan stale, its own included.
     crate::saved_plan::record_apply(store, saved.map(|g| g.saved.plan_id.as_str()), holder).await?;
-    let opts = ApplyOptions::new(args.read.parallelism as usize, desired.fs_root.clone());
-    let cancel = opts.cancel.clone();
-    let watcher = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nInterrupted: finishing the instances under way, starting no new ones (Ctrl-C again kills; the next apply repairs)..."
-            );
-            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
     let mut report = apply::apply_in(stores, desired, &p, &opts).await;
-    report.apps = crate::apps::install::apply_apps(store, &p, &opts, &report).await;
+    report.apps = crate::apps::install::apply_apps(stores, &p, &opts, &report).await;
     crate::progress::finish();
-    watcher.abort();
     Ok(Locked::Applied(report))
 }
 
@@ -493,6 +528,11 @@ fn print_report(report: &ApplyReport, st: Style) {
                 }
             }
             (None, Some(link)) => println!("{}: created. Registration link (shown only once): {link}", o.domain),
+            (None, None) if o.backup.is_some() => println!(
+                "{}: destroyed, after a verified backup in {}",
+                o.domain,
+                o.backup.as_deref().unwrap_or_default()
+            ),
             (None, None) if o.renamed_from.is_some() => println!(
                 "{}: renamed from {}.",
                 o.domain,
@@ -508,6 +548,18 @@ fn print_report(report: &ApplyReport, st: Style) {
                 println!("{}: {what}.", o.domain)
             }
         }
+    }
+    if let Some(e) = &report.lock_error {
+        println!("{}Error{}: {e}", st.red, st.reset);
+    }
+    for e in &report.leftover_errors {
+        println!("{}Error{}: leftover {e}", st.red, st.reset);
+    }
+    if report.leftovers_removed > 0 {
+        println!(
+            "Removed {} leftover(s) of interrupted creates.",
+            report.leftovers_removed
+        );
     }
     crate::apps::render::render_app_outcomes(&report.apps, st);
     let added = report.count(Action::Create);
@@ -556,5 +608,102 @@ async fn force_unlock(cli: &Cli, id: &str) -> Result<Exit> {
     };
     let info = crate::lock::force_unlock(&store, id).await?;
     eprintln!("Released the lock:\n  {info}");
+    Ok(0)
+}
+
+/// `max_destroy` and `backup_dir`, flags over the config.
+pub(crate) fn effective_safety(config: &crate::backup::Safety, args: &ApplyArgs) -> crate::backup::Safety {
+    crate::backup::Safety {
+        max_destroy: args.max_destroy.unwrap_or(config.max_destroy),
+        backup_dir: args
+            .backup_dir
+            .as_ref()
+            .map(|d| crate::config::parse::normalize_path(&std::path::absolute(d).unwrap_or_else(|_| d.clone())))
+            .or_else(|| config.backup_dir.clone()),
+    }
+}
+
+/// Whether the plan destroys more than `max_destroy` instances. With --auto-approve that is
+/// refused: approving a mass destroy needs the limit raised on purpose (`--max-destroy N`).
+pub(crate) fn destroy_limit(p: &Plan, safety: &crate::backup::Safety, auto_approve: bool) -> Result<bool> {
+    let n = p.summary().destroy as u64;
+    if n <= safety.max_destroy {
+        return Ok(false);
+    }
+    if auto_approve {
+        return Err(user_error(
+            format!(
+                "the plan destroys {n} instances, more than max_destroy = {}; nothing was done",
+                safety.max_destroy
+            ),
+            format!(
+                "check the plan; if these destroys are intended, run apply again with --max-destroy {n} (or set max_destroy in the config)"
+            ),
+        ));
+    }
+    Ok(true)
+}
+
+/// Confirmation of a plan over the destroy limit: the operator types the number of destroys.
+fn confirm_count(p: &Plan) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(user_error(
+            "apply needs a confirmation, and standard input is not a terminal",
+            "review the plan, then run apply --auto-approve --max-destroy N",
+        ));
+    }
+    let s = p.summary();
+    eprint!(
+        "\nThis plan DESTROYS {} instances ({} to add, {} to change).\n  Type the number of instances to destroy to confirm: ",
+        s.destroy, s.add, s.change
+    );
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == s.destroy.to_string())
+}
+
+async fn restore_cmd(cli: &Cli, archive: &std::path::Path) -> Result<Exit> {
+    let loaded = match load_config(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let desired = &loaded.desired;
+    // Every cluster: the databases go back to the server the archived instance doc names.
+    let stores = open_stores(desired, true, cli.verbose > 0)
+        .await?
+        .context("the store could not be opened")?;
+    let store = stores.main.clone();
+    let lock = crate::lock::acquire(&store, "restore", std::time::Duration::ZERO)
+        .await
+        .map_err(
+            |e| match e.downcast_ref::<crate::lock::Locked>().map(|l| l.0.id.clone()) {
+                Some(id) => user_error(
+                    format!("{e}"),
+                    format!("wait for that run to end; if it died, run: cozyform force-unlock {id}"),
+                ),
+                None => e,
+            },
+        )?;
+    let result = crate::backup::restore(&stores, &desired.fs_root, archive).await;
+    let released = crate::lock::release(&store, &lock).await;
+    let domain = result.map_err(|e| {
+        let hint = if e.to_string().contains("already exists") {
+            "restore only brings back an instance that does not exist; destroy it first if you mean to replace it"
+        } else {
+            "fix the cause, then run restore again: what was restored is kept, the rest is completed"
+        };
+        anyhow::Error::new(UserError {
+            message: format!("{e:#}"),
+            hint: Some(hint.into()),
+        })
+    })?;
+    released.context("releasing the lock")?;
+    if !cli.quiet {
+        eprintln!(
+            "Restored {domain} from {}. Declare it in the configuration to manage it.",
+            archive.display()
+        );
+    }
     Ok(0)
 }

@@ -137,6 +137,9 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// Reasons this plan must not be applied (e.g. `prevent_destroy`).
     pub errors: Vec<String>,
+    /// Leftovers apply removes (only removable ones; the others are findings), see [`crate::orphans`].
+    #[serde(default)]
+    pub orphans: Vec<crate::orphans::Orphan>,
     /// App changes of each instance that has some (see [`crate::apps::plan`]).
     #[serde(default)]
     pub apps: BTreeMap<String, Vec<crate::apps::plan::AppChange>>,
@@ -167,6 +170,7 @@ impl Plan {
             || !self.global.is_empty()
             || self.create_global_db
             || self.apps.values().flatten().any(|c| c.acts())
+            || !self.orphans.is_empty()
     }
 }
 
@@ -317,6 +321,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     }
 
     crate::plan_renames::check_creates(&out.instances, actual, &mut out.errors);
+    plan_orphans(&mut out, desired, actual);
     let creates = out.instances.iter().any(|i| i.action == Action::Create);
     if actual.global_db {
         out.global = actual.global_missing.clone();
@@ -330,6 +335,35 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     crate::clusters::place(desired, actual, &mut out);
     out.apps = crate::apps::plan::plan_apps(desired, actual, &out.instances, &mut out.errors);
     out
+}
+
+/// Leftovers: those named after a declared instance are not leftovers (the unfinished create
+/// of an instance to be created, or the folder a rename already moved: the plan reuses them);
+/// the removable others are removed by apply; every one is reported.
+fn plan_orphans(out: &mut Plan, desired: &Desired, actual: &Actual) {
+    use crate::orphans::Orphan;
+    let declared: Vec<&DesiredInstance> = desired
+        .instances
+        .values()
+        .filter(|d| d.state == InstanceState::Present)
+        .collect();
+    for o in &actual.orphans {
+        let reused = declared.iter().any(|d| match o {
+            Orphan::Databases { prefix, .. } => *prefix == layout::instance_prefix(&d.domain),
+            Orphan::Folder { name, .. } => *name == d.domain,
+        });
+        if reused {
+            continue;
+        }
+        out.findings.push(Finding {
+            domain: None,
+            doc_id: None,
+            message: o.finding_message(),
+        });
+        if o.removable() {
+            out.orphans.push(o.clone());
+        }
+    }
 }
 
 fn existing_of(h: &ActualInstance) -> Existing {
@@ -939,5 +973,31 @@ pub(crate) mod tests {
         assert_eq!(p1, plan(&d, &a));
         let domains: Vec<&str> = p1.instances.iter().map(|i| i.domain.as_str()).collect();
         assert_eq!(domains, ["a.example", "b.example", "c.example"]);
+    }
+
+    #[test]
+    fn plan_removes_removable_leftovers_reports_the_others_and_reuses_those_of_a_create() {
+        use crate::orphans::Orphan;
+        let dbs = |domain: &str, removable: bool| Orphan::Databases {
+            prefix: layout::instance_prefix(domain),
+            databases: vec![format!("{}/io-cozy-files", layout::instance_prefix(domain))],
+            removable,
+            cluster: 0,
+        };
+        let mut a = actual(vec![]);
+        a.orphans = vec![
+            dbs("gone.example", true),
+            dbs("data.example", false),
+            dbs("new.example", true),
+            Orphan::Folder {
+                name: "empty.example".into(),
+                removable: true,
+            },
+        ];
+        let p = plan(&desired(vec![DesiredInstance::new("new.example")], false), &a);
+        assert_eq!(p.orphans, vec![a.orphans[0].clone(), a.orphans[3].clone()]);
+        assert_eq!(p.findings.len(), 3, "new.example's leftover is its unfinished create");
+        assert!(p.findings.iter().any(|f| f.message.contains("left alone")));
+        assert!(p.has_changes());
     }
 }

@@ -260,6 +260,12 @@ pub fn render_plan(plan: &Plan, st: Style) -> String {
     if !unmanaged.is_empty() {
         out.push('\n');
     }
+    for o in &plan.orphans {
+        writeln!(out, "  {}-{} {}", st.red, st.reset, o.describe()).unwrap();
+    }
+    if !plan.orphans.is_empty() {
+        out.push('\n');
+    }
     let s = plan.summary();
     write!(
         out,

@@ -342,6 +342,13 @@ pub struct ApplyResult {
     pub global_error: Option<String>,
     /// One entry per instance acted on (no-ops and unmanaged instances are not listed).
     pub instances: Vec<ApplyInstance>,
+    /// Errors tied to no instance: leftovers that could not be removed, a lock that could not be
+    /// released (with the `force-unlock` command to run). Counted in `summary.failed`.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Leftovers of interrupted creates removed by this run.
+    #[serde(default)]
+    pub leftovers_removed: usize,
     /// One entry per app change acted on (added in 1.1).
     #[serde(default)]
     pub apps: Vec<crate::apps::json::ApplyApp>,
@@ -368,6 +375,9 @@ pub struct ApplyInstance {
     /// For a created instance: `https://<domain>/?registerToken=<hex>`. A secret, shown only here.
     /// It can be set on a failed create too, when the instance doc was written.
     pub registration_link: Option<String>,
+    /// For a destroy with a backup dir: the verified archive written before the destroy.
+    #[serde(default)]
+    pub backup: Option<String>,
     /// For a rename (format 1.1): the domain the instance had; `action` is `update` and `domain` the
     /// new domain. `null` otherwise.
     pub renamed_from: Option<String>,
@@ -381,6 +391,7 @@ impl From<&InstanceOutcome> for ApplyInstance {
             ok: o.ok,
             error: o.error.clone(),
             registration_link: o.registration_link.clone(),
+            backup: o.backup.clone(),
             renamed_from: o.renamed_from.clone(),
         }
     }
@@ -396,6 +407,8 @@ impl ApplyResult {
                 summary: ApplySummary::default(),
                 global_error: None,
                 instances: vec![],
+                errors: vec![],
+                leftovers_removed: 0,
                 apps: vec![],
             },
             Some(r) => ApplyResult {
@@ -409,6 +422,8 @@ impl ApplyResult {
                 },
                 global_error: r.global_error.clone(),
                 instances: r.outcomes.iter().map(ApplyInstance::from).collect(),
+                errors: r.leftover_errors.iter().cloned().chain(r.lock_error.clone()).collect(),
+                leftovers_removed: r.leftovers_removed,
                 apps: crate::apps::json::apply_apps(&r.apps),
             },
         }

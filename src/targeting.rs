@@ -98,6 +98,8 @@ impl Targets {
             .retain(|e| e.split_once(": ").is_none_or(|(domain, _)| self.matches(domain)));
         plan.findings
             .retain(|f| f.domain.as_deref().is_none_or(|d| self.matches(d)));
+        // Leftovers belong to no targeted instance: only a whole plan removes them.
+        plan.orphans.clear();
         plan.targets = self.patterns.clone();
         Ok(())
     }

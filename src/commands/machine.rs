@@ -42,7 +42,12 @@ pub(super) async fn apply_json(cli: &Cli, args: &ApplyArgs) -> Result<Exit> {
         print_doc(&p, ApplyResult::new(None, true))?;
         return Ok(0);
     }
-    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, None).await? {
+    let safety = super::effective_safety(&loaded.safety, args);
+    if let Err(e) = super::destroy_limit(&p, &safety, true) {
+        print_doc(&p, ApplyResult::new(None, false))?;
+        return Err(e);
+    }
+    match apply_under_lock(existing, desired, args, &p, cli.verbose > 0, None, &safety).await? {
         Locked::StateChanged | Locked::Stale(_) => {
             print_doc(&p, ApplyResult::new(None, false))?;
             Err(state_changed())

@@ -79,8 +79,11 @@ pub(super) async fn apply_saved(cli: &Cli, args: &ApplyArgs, file: &Path, color:
         },
         saved,
     };
+    // A saved plan is applied without a prompt, like --auto-approve: the destroy limit holds.
+    let safety = super::effective_safety(&loaded.safety, args);
+    super::destroy_limit(&p, &safety, true)?;
     let existing = open_stores(desired, false, cli.verbose > 0).await?;
-    let outcome = apply_under_lock(existing, desired, args, &p, cli.verbose > 0, Some(&guard)).await;
+    let outcome = apply_under_lock(existing, desired, args, &p, cli.verbose > 0, Some(&guard), &safety).await;
     let print_doc = |result: ApplyResult| -> Result<()> {
         let mut out = std::io::stdout().lock();
         out.write_all(to_pretty(&ApplyDocument::new(&p, result)).as_bytes())?;

@@ -37,6 +37,14 @@ pub struct ConfigFile {
     /// The instances, keyed by domain.
     #[serde(default)]
     pub instances: BTreeMap<String, InstanceConfig>,
+    /// A plan destroying more instances than this needs the operator to type their number (or,
+    /// with --auto-approve, `--max-destroy N`). Default 1.
+    #[serde(default)]
+    pub max_destroy: Option<u64>,
+    /// Before destroying an instance, write a verified archive of it here (one `.tar.gz` per
+    /// instance; `cozyform restore` brings it back). Relative to the config file.
+    #[serde(default)]
+    pub backup_dir: Option<String>,
     /// When true, apps installed on an instance but not declared for it are uninstalled (default
     /// false: they are reported and left alone). Also settable in `[defaults]` and per instance.
     #[serde(default)]
@@ -201,6 +209,8 @@ pub struct InstanceConfig {
 pub const TOP_KEYS: &[&str] = &[
     "prune",
     "apps_prune",
+    "max_destroy",
+    "backup_dir",
     "couchdb",
     "storage",
     "registries",

@@ -31,6 +31,8 @@ pub const MAX_INSTANCES: usize = 200_000;
 pub struct Loaded {
     pub desired: Desired,
     pub warnings: Vec<Diagnostic>,
+    /// `max_destroy` and `backup_dir` (safe destroys, see [`crate::backup`]).
+    pub safety: crate::backup::Safety,
 }
 
 /// Reads and validates a config file. Credentials not in the URL come from `COUCHDB_USER` and
@@ -105,6 +107,21 @@ pub fn load_str(
                 src.len()
             ),
             None,
+        );
+        return Err(w.finish_err());
+    }
+    // A cheap scan before building the document, which costs ~25 bytes of memory per byte of
+    // input: a file with far too many instance tables is refused without parsing it.
+    if let Some(at) = src
+        .match_indices("[instances.")
+        .filter(|(i, _)| *i == 0 || src.as_bytes()[i - 1] == b'\n')
+        .nth(MAX_INSTANCES)
+        .map(|(i, _)| i)
+    {
+        w.err(
+            Some(at..at + 1),
+            format!("the file declares more than {MAX_INSTANCES} instances; cozyform handles at most {MAX_INSTANCES} per file"),
+            Some("split the fleet into several files, each with its own fs_root or CouchDB".into()),
         );
         return Err(w.finish_err());
     }
@@ -185,6 +202,30 @@ pub fn load_str(
             } else {
                 fs_root = candidate;
             }
+        }
+    }
+
+    let mut safety = crate::backup::Safety::default();
+    if let Some(item) = root.get("max_destroy") {
+        match item.as_integer() {
+            Some(n) if n >= 0 => safety.max_destroy = n as u64,
+            Some(_) => w.err(
+                Walker::value_span(root, "max_destroy"),
+                "`max_destroy` must not be negative".into(),
+                Some("for example: max_destroy = 5 (0 refuses every destroy without --max-destroy)".into()),
+            ),
+            None => w.wrong_type(root, "max_destroy", "an integer", "5"),
+        }
+    }
+    if let Some((p, span)) = w.string(root, "backup_dir") {
+        if p.is_empty() || p.contains('\0') {
+            w.err(
+                span,
+                "backup_dir is empty or contains NUL".into(),
+                Some("set backup_dir to a directory, e.g. \"/var/backups/cozyform\"".into()),
+            );
+        } else {
+            safety.backup_dir = Some(normalize_path(&base_dir.join(&p)));
         }
     }
 
@@ -489,6 +530,7 @@ pub fn load_str(
             clusters,
         },
         warnings,
+        safety,
     })
 }
 

@@ -346,6 +346,45 @@ function installShimRoutes(app) {
     sendJSON(res, 401, { error: 'unauthorized', reason: 'You are not a server admin.' });
   });
 
+  // Test-only fault injection (cozyform's 409 tests): POST /_cozyform_faults {db, id, patch}
+  // arms a fault; the next PUT of that doc (after `skip` others) first applies `patch` to the stored doc as a concurrent
+  // writer would (a new _rev), so the PUT itself answers 409. Admin only, like every route here.
+  // GET /_cozyform_faults lists armed faults and how many fired.
+  const faults = new Map();
+  let faultsFired = 0;
+  app.post('/_cozyform_faults', utils.jsonParser, (req, res) => {
+    const b = req.body || {};
+    if (typeof b.db !== 'string' || typeof b.id !== 'string' || typeof b.patch !== 'object') {
+      return sendJSON(res, 400, { error: 'bad_request', reason: 'expected {db, id, patch}' });
+    }
+    faults.set(`${b.db}\u0000${b.id}`, { patch: b.patch, skip: Number(b.skip) || 0 });
+    sendJSON(res, 201, { ok: true });
+  });
+  app.get('/_cozyform_faults', (req, res) => sendJSON(res, 200, { armed: faults.size, fired: faultsFired }));
+  app.use(async (req, res, next) => {
+    if (req.method !== 'PUT' || faults.size === 0) return next();
+    const parts = req.path.split('/').slice(1).map((p) => decodeURIComponent(p));
+    if (parts.length < 2) return next();
+    const key = `${parts[0]}\u0000${parts.slice(1).join('/')}`;
+    const fault = faults.get(key);
+    if (!fault) return next();
+    if (fault.skip > 0) {
+      fault.skip -= 1;
+      return next();
+    }
+    faults.delete(key);
+    const patch = fault.patch;
+    try {
+      const db = await getOrCreateDB(req.PouchDB, parts[0]);
+      const doc = await db.get(parts.slice(1).join('/'));
+      await db.put(Object.assign(doc, patch));
+      faultsFired += 1;
+    } catch (err) {
+      toStderr('couch-shim: fault injection failed:', err && err.message);
+    }
+    next();
+  });
+
   // Fix 4: GET /, /_up, /_all_dbs.
   app.get('/', (req, res) => {
     let uuid = config.get('couchdb', 'uuid');
