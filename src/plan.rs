@@ -105,7 +105,8 @@ pub struct InstancePlan {
     pub reason: Option<String>,
     pub changes: Vec<Change>,
     pub repairs: Vec<Repair>,
-    pub create: Option<CreateSpec>,
+    /// Boxed: absent from most entries of a large fleet's plan.
+    pub create: Option<Box<CreateSpec>>,
     pub existing: Option<Existing>,
     /// For a rename (`renamed_from`): the domain the instance has now, and whether its folder moves.
     #[serde(default)]
@@ -226,6 +227,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     }
     domains.sort_unstable();
     domains.dedup();
+    out.instances.reserve_exact(domains.len());
 
     for domain in domains {
         if actual.ambiguous.contains(domain)
@@ -451,7 +453,7 @@ fn plan_create(w: &DesiredInstance) -> InstancePlan {
         reason: None,
         changes,
         repairs: vec![],
-        create: Some(spec),
+        create: Some(Box::new(spec)),
         existing: None,
         rename: None,
         dir_renames: vec![],
