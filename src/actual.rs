@@ -300,6 +300,8 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     actual
         .orphans
         .extend(crate::orphans::find_folder_orphans(fs_root, &claimed_domains));
+    // Freed before the per-instance records are built, which reuse their memory.
+    drop((claimed_prefixes, claimed_domains));
     // Every doc with a domain, then sorted by domain (stable: docs keep their order within a domain);
     // one flat vector rather than a map of vectors, for the memory of a large fleet.
     let mut found: Vec<ActualInstance> = Vec::with_capacity(docs.len());
