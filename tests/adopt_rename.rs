@@ -12,22 +12,6 @@ use common::*;
 use cozyform::layout::{self, GLOBAL_INSTANCES_DB, db_name, instance_prefix};
 use serde_json::{Value, json};
 
-/// Declares `mod <scenario> { couchdb, embedded }`, two tests running `fn <scenario>(Backend)`.
-macro_rules! both {
-    ($($name:ident;)*) => {$(
-        mod $name {
-            #[test]
-            fn couchdb() {
-                super::$name(super::Backend::Couch)
-            }
-            #[test]
-            fn embedded() {
-                super::$name(super::Backend::Embedded)
-            }
-        }
-    )*};
-}
-
 both! {
     import_then_plan_is_empty;
     rename_moves_the_folder_keeps_the_prefix_and_is_a_no_op_afterwards;
