@@ -105,14 +105,6 @@ pub fn place(desired: &Desired, actual: &Actual, plan: &mut Plan) {
             *l += 1;
         }
     }
-    if configured && let Some(w) = desired.instances.values().find(|w| w.apps.is_some()) {
-        // Apps are read and installed through the main store only (src/apps); until they go
-        // through `Stores::for_instance`, mixing them with clusters would write to the wrong server.
-        plan.errors.push(format!(
-            "{}: apps are not supported together with [[couchdb.clusters]] yet; remove the apps keys or the clusters",
-            w.domain
-        ));
-    }
     let by_domain = actual.by_domain();
     for ip in &mut plan.instances {
         let want = desired.instances.get(&ip.domain).and_then(|w| w.couch_cluster);

@@ -206,9 +206,7 @@ async fn compute(desired: &Desired, store: Option<&Stores>, args: &ReadArgs) -> 
             .inspect_err(|_| crate::progress::finish())?,
         None => Actual::default(),
     };
-    // Apps are read from the main store: with [[couchdb.clusters]], apps of instances on other
-    // clusters are not routed yet (see clusters::Stores::for_instance).
-    crate::apps::gather(store.map(|s| &s.main), desired, &mut actual, args.parallelism as usize)
+    crate::apps::gather(store, desired, &mut actual, args.parallelism as usize)
         .await
         .inspect_err(|_| crate::progress::finish())?;
     crate::progress::message("planning");
@@ -507,7 +505,7 @@ async fn apply_locked(
     // Before changing anything: every apply makes every saved plan stale, its own included.
     crate::saved_plan::record_apply(store, saved.map(|g| g.saved.plan_id.as_str()), holder).await?;
     let mut report = apply::apply_in(stores, desired, &p, &opts).await;
-    report.apps = crate::apps::install::apply_apps(store, &p, &opts, &report).await;
+    report.apps = crate::apps::install::apply_apps(stores, &p, &opts, &report).await;
     crate::progress::finish();
     Ok(Locked::Applied(report))
 }

@@ -168,3 +168,163 @@ fn couch_cluster_out_of_range_or_with_the_embedded_store_is_a_config_error() {
     assert!(!out.status.success());
     assert!(err.contains("embedded store has no clusters"), "{err}");
 }
+
+/// Every doc of one of the instance's databases on `store` (empty when the database is absent).
+fn docs_on(store: cozyform::store::Store, domain: &str, doctype: &str) -> Vec<Value> {
+    let db = db_name(&instance_prefix(domain), doctype);
+    if !block_on(store.db_exists(&db)).unwrap() {
+        return Vec::new();
+    }
+    block_on(store.all_docs_page(&db, None, 1000))
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d["_id"].as_str().unwrap().starts_with("_design/"))
+        .collect()
+}
+
+/// A copy of an app fixture whose manifest version can be changed (a `file://` source).
+fn app_copy(ws: &Workspace, fixture: &str, manifest: &str, version: &str) -> std::path::PathBuf {
+    let dir = ws.path().join("src-apps").join(fixture);
+    std::fs::create_dir_all(&dir).unwrap();
+    let from = repo_root().join("tests/fixtures/apps").join(fixture);
+    for e in std::fs::read_dir(&from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let path = dir.join(manifest);
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["version"] = Value::from(version);
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    dir
+}
+
+fn apps_body(domain: &str, apps: &[(&str, &str, &std::path::Path)]) -> String {
+    let mut s = format!("[instances.\"{domain}\"]\ncouch_cluster = 1\napps_prune = true\n");
+    for (kind, slug, dir) in apps {
+        s.push_str(&format!(
+            "[instances.\"{domain}\".{kind}.{slug}]\nsource = \"file://{}\"\n",
+            dir.display()
+        ));
+    }
+    s
+}
+
+/// Apps of an instance on cluster 1 are installed, updated and uninstalled on cluster 1's server
+/// (app docs, permissions), never on the main one, and plans converge; the instance is created in
+/// the same apply as its apps.
+#[test]
+fn apps_of_an_instance_on_another_cluster_live_on_that_cluster() {
+    let f = Fleet::new();
+    let d = "a.example";
+    let tool = app_copy(&f.ws, "mytool", "manifest.webapp", "0.1.0");
+    let ameli = app_copy(&f.ws, "ameli", "manifest.konnector", "1.0.0");
+    f.write(
+        (true, true),
+        &apps_body(d, &[("app", "mytool", &tool), ("konnector", "ameli", &ameli)]),
+    );
+    let (code, out, err) = f.ws.plan();
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(out.contains("+ app mytool 0.1.0"), "{out}");
+    let out = f.ws.apply_ok();
+    assert!(out.contains("Apps: 2 installed"), "{out}");
+    assert_eq!(f.dbs(d), (0, layout::INSTANCE_DOCTYPES.len()));
+    let app = |s: cozyform::store::Store| {
+        docs_on(s, d, "io.cozy.apps")
+            .into_iter()
+            .find(|x| x["_id"] == "io.cozy.apps/mytool")
+    };
+    let on_second = app(f.second.store()).expect("app doc on cluster 1");
+    assert_eq!(on_second["state"], "ready");
+    // A file:// source's version carries a hash of the code, as cozy-stack writes it.
+    assert!(
+        on_second["version"].as_str().unwrap().starts_with("0.1.0"),
+        "{on_second}"
+    );
+    assert!(app(f.ws.store()).is_none());
+    let konn = docs_on(f.second.store(), d, "io.cozy.konnectors");
+    assert_eq!(konn.len(), 1, "{konn:?}");
+    let perms = |s: cozyform::store::Store| {
+        docs_on(s, d, "io.cozy.permissions")
+            .into_iter()
+            .filter(|p| p["source_id"] == "io.cozy.apps/mytool")
+            .count()
+    };
+    assert_eq!((perms(f.ws.store()), perms(f.second.store())), (0, 1));
+    f.ws.assert_no_changes();
+
+    // An update, read and written on cluster 1.
+    app_copy(&f.ws, "mytool", "manifest.webapp", "0.2.0");
+    let (code, out, _) = f.ws.plan();
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("0.1.0") && out.contains("0.2.0"), "{out}");
+    f.ws.apply_ok();
+    let v = app(f.second.store()).unwrap()["version"].clone();
+    assert!(v.as_str().unwrap().starts_with("0.2.0"), "{v}");
+    assert!(app(f.ws.store()).is_none());
+    f.ws.assert_no_changes();
+
+    // Uninstall (apps_prune): mytool goes, with its permission doc; the konnector stays.
+    f.write((true, true), &apps_body(d, &[("konnector", "ameli", &ameli)]));
+    f.ws.apply_ok();
+    assert!(app(f.second.store()).is_none());
+    assert_eq!(perms(f.second.store()), 0);
+    assert_eq!(docs_on(f.second.store(), d, "io.cozy.konnectors").len(), 1);
+    f.ws.assert_no_changes();
+
+    // A new instance without couch_cluster is placed by the planner (cluster 0 takes no new
+    // instances here, so cluster 1), and its apps follow it there in the same apply.
+    let body = format!(
+        "{}[instances.\"b.example\"]\n[instances.\"b.example\".app.mytool]\nsource = \"file://{}\"\n",
+        apps_body(d, &[("konnector", "ameli", &ameli)]),
+        tool.display()
+    );
+    f.write((false, true), &body);
+    f.ws.apply_ok();
+    assert_eq!(f.instance_doc("b.example")["couch_cluster"], 1);
+    let on = |s: cozyform::store::Store| docs_on(s, "b.example", "io.cozy.apps").len();
+    assert_eq!((on(f.ws.store()), on(f.second.store())), (0, 1));
+    f.ws.assert_no_changes();
+}
+
+/// `import` and `show` read an instance's databases on its cluster: the import of an instance on
+/// cluster 1 (with its app) plans empty, and show lists its databases as present.
+#[test]
+fn import_and_show_read_instances_on_other_clusters() {
+    let f = Fleet::new();
+    let d = "a.example";
+    let tool = app_copy(&f.ws, "mytool", "manifest.webapp", "0.1.0");
+    f.write((true, true), &apps_body(d, &[("app", "mytool", &tool)]));
+    f.ws.apply_ok();
+    assert_eq!(f.dbs(d), (0, layout::INSTANCE_DOCTYPES.len()));
+
+    f.write((true, true), "");
+    let out = f.ws.cmd().args(["import", "--all", "--write"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("missing"), "{err}");
+    let text = std::fs::read_to_string(f.ws.config_path()).unwrap();
+    assert!(text.contains("[instances.\"a.example\"]"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "[instances.\"a.example\".app.mytool]\nsource = \"file://{}\"",
+            tool.display()
+        )),
+        "{text}"
+    );
+    f.ws.assert_no_changes();
+
+    let out = f.ws.cmd().args(["show", d]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let n = layout::INSTANCE_DOCTYPES.len();
+    assert!(
+        stdout.contains(&format!("databases: {n} of {n} present (on cluster 1)")),
+        "{stdout}"
+    );
+    let out = f.ws.cmd().args(["show", d, "--json"]).output().unwrap();
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["databases"]["cluster"], 1, "{j}");
+    assert_eq!(j["databases"]["missing"], serde_json::json!([]), "{j}");
+}

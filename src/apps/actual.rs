@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{AppKind, InstalledApp, instance_store, permissions_of};
 use crate::actual::Actual;
+use crate::clusters::{Stores, couch_cluster_of};
 use crate::desired::Desired;
 use crate::layout;
 use crate::store::{Store, StoreResult};
@@ -65,9 +66,14 @@ fn installed_of(kind: AppKind, doc: &Value) -> Option<InstalledApp> {
     })
 }
 
-/// The installed apps and konnectors of one instance, sorted by (kind, slug).
-pub async fn read_instance_apps(store: &Store, domain: &str, db_prefix: &str) -> StoreResult<Vec<InstalledApp>> {
-    let store = instance_store(store, domain);
+/// The installed apps and konnectors of one instance (on cluster `couch_cluster`), sorted by
+/// (kind, slug).
+pub async fn read_instance_apps(
+    stores: &Stores,
+    couch_cluster: u32,
+    db_prefix: &str,
+) -> StoreResult<Vec<InstalledApp>> {
+    let store = instance_store(stores, couch_cluster);
     let (apps_db, konns_db) = (
         layout::db_name(db_prefix, AppKind::Webapp.doctype()),
         layout::db_name(db_prefix, AppKind::Konnector.doctype()),
@@ -84,20 +90,20 @@ pub async fn read_instance_apps(store: &Store, domain: &str, db_prefix: &str) ->
 
 /// Reads the apps of every existing instance whose configuration manages apps.
 pub async fn read_installed(
-    store: &Store,
+    stores: &Stores,
     desired: &Desired,
     actual: &Actual,
     parallelism: usize,
 ) -> anyhow::Result<BTreeMap<String, Vec<InstalledApp>>> {
-    let wanted: Vec<(String, String)> = actual
+    let wanted: Vec<(String, u32, String)> = actual
         .instances
         .iter()
         .filter(|i| desired.instances.get(&i.domain).is_some_and(|d| d.apps.is_some()))
-        .map(|i| (i.domain.clone(), i.db_prefix.clone()))
+        .map(|i| (i.domain.clone(), couch_cluster_of(&i.doc), i.db_prefix.clone()))
         .collect();
     let results: Vec<(String, StoreResult<Vec<InstalledApp>>)> =
-        futures::stream::iter(wanted.into_iter().map(|(domain, prefix)| async move {
-            let r = read_instance_apps(store, &domain, &prefix).await;
+        futures::stream::iter(wanted.into_iter().map(|(domain, cluster, prefix)| async move {
+            let r = read_instance_apps(stores, cluster, &prefix).await;
             (domain, r)
         }))
         .buffer_unordered(parallelism.max(1))

@@ -42,6 +42,7 @@ use super::fetch::{Code, fetch_code};
 use super::plan::{AppChange, AppOp};
 use super::{AppKind, CodeSource, Resolved, instance_store, perms};
 use crate::apply::{ApplyOptions, ApplyReport};
+use crate::clusters::Stores;
 use crate::fsops;
 use crate::layout;
 use crate::plan::{Action, Plan};
@@ -71,15 +72,15 @@ fn now() -> String {
 
 /// Applies the app changes of a plan, after the instances were applied (`report`): instances that
 /// failed are skipped. Returns one outcome per app change acted on.
-pub async fn apply_apps(store: &Store, plan: &Plan, opts: &ApplyOptions, report: &ApplyReport) -> Vec<AppOutcome> {
+pub async fn apply_apps(stores: &Stores, plan: &Plan, opts: &ApplyOptions, report: &ApplyReport) -> Vec<AppOutcome> {
     let failed: Vec<&str> = report
         .outcomes
         .iter()
         .filter(|o| !o.ok)
         .map(|o| o.domain.as_str())
         .collect();
-    // (domain, db prefix, changes)
-    let mut work: Vec<(&str, String, Vec<&AppChange>)> = Vec::new();
+    // (domain, db prefix, cluster, changes)
+    let mut work: Vec<(&str, String, u32, Vec<&AppChange>)> = Vec::new();
     let mut outcomes = Vec::new();
     for (domain, changes) in &plan.apps {
         let acting: Vec<&AppChange> = changes.iter().filter(|c| c.acts()).collect();
@@ -89,9 +90,10 @@ pub async fn apply_apps(store: &Store, plan: &Plan, opts: &ApplyOptions, report:
         let Some(ip) = plan.instances.iter().find(|i| &i.domain == domain) else {
             continue;
         };
-        let prefix = match (&ip.create, &ip.existing) {
-            (Some(c), _) => c.prefix.clone(),
-            (None, Some(e)) => e.db_prefix.clone(),
+        // A new instance is on the cluster the planner placed it on, as the executor created it.
+        let (prefix, cluster) = match (&ip.create, &ip.existing) {
+            (Some(c), _) => (c.prefix.clone(), c.couch_cluster),
+            (None, Some(e)) => (e.db_prefix.clone(), e.couch_cluster),
             _ => continue,
         };
         if failed.contains(&domain.as_str()) || (report.global_error.is_some() && ip.action == Action::Create) {
@@ -100,12 +102,12 @@ pub async fn apply_apps(store: &Store, plan: &Plan, opts: &ApplyOptions, report:
             }
             continue;
         }
-        work.push((domain.as_str(), prefix, acting));
+        work.push((domain.as_str(), prefix, cluster, acting));
     }
 
     // Every code once, before anything is written.
     let mut codes: Vec<&CodeSource> = Vec::new();
-    for (_, _, changes) in &work {
+    for (_, _, _, changes) in &work {
         for c in changes {
             if let Some(t) = &c.target
                 && c.op != AppOp::Uninstall
@@ -126,8 +128,8 @@ pub async fn apply_apps(store: &Store, plan: &Plan, opts: &ApplyOptions, report:
 
     let fetched = &fetched;
     let results: Vec<Vec<AppOutcome>> =
-        futures::stream::iter(work.into_iter().map(|(domain, prefix, changes)| async move {
-            let store = instance_store(store, domain);
+        futures::stream::iter(work.into_iter().map(|(domain, prefix, cluster, changes)| async move {
+            let store = instance_store(stores, cluster);
             let mut out = Vec::new();
             for c in changes {
                 let r = if opts.cancel.load(Ordering::SeqCst) {

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::actual::Actual;
+use crate::clusters::Stores;
 use crate::desired::Desired;
 use crate::store::Store;
 
@@ -232,17 +233,17 @@ pub struct AppsActual {
     pub resolved: BTreeMap<String, Result<Resolved, String>>,
 }
 
-/// The store holding an instance's databases. Every access to an instance's `io.cozy.apps`,
-/// `io.cozy.konnectors`, `io.cozy.permissions` and `io.cozy.triggers` goes through here, so that
-/// routing instances to several CouchDB clusters needs one change.
-pub fn instance_store<'a>(store: &'a Store, _domain: &str) -> &'a Store {
-    store
+/// The store holding the databases of an instance on cluster `couch_cluster` (its instance doc's
+/// field, or where the planner placed a new instance). Every access to an instance's `io.cozy.apps`,
+/// `io.cozy.konnectors`, `io.cozy.permissions` and `io.cozy.triggers` goes through here.
+pub fn instance_store(stores: &Stores, couch_cluster: u32) -> &Store {
+    stores.for_cluster(couch_cluster)
 }
 
 /// Reads the installed apps of every instance that manages apps and resolves every declared
 /// source, into `actual.apps`. With no store (an embedded store not created yet), only resolves.
 pub async fn gather(
-    store: Option<&Store>,
+    store: Option<&Stores>,
     desired: &Desired,
     actual: &mut Actual,
     parallelism: usize,

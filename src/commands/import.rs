@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{Exit, load_config, open_store, user_error};
+use super::{Exit, load_config, open_stores, user_error};
 use crate::actual::{self, ReadOptions};
 use crate::cli::{Cli, ImportArgs};
 use crate::config::parse::base_dir;
@@ -34,7 +34,7 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
     };
     let desired = &loaded.desired;
     let src = std::fs::read_to_string(&cli.config).with_context(|| format!("reading {}", cli.config.display()))?;
-    let Some(store) = open_store(desired, false, cli.verbose > 0).await? else {
+    let Some(stores) = open_stores(desired, false, cli.verbose > 0).await? else {
         return Err(user_error(
             "there is nothing to import: the embedded store does not exist yet",
             "import reads existing instances; point [couchdb] url at the server that holds them",
@@ -52,7 +52,7 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
         .collect();
     let mut domains: Vec<String> = Vec::new();
     if args.all {
-        let first = actual::read_actual(&store, &desired.fs_root, &opts).await?;
+        let first = actual::read_actual_in(&stores, &desired.fs_root, &opts).await?;
         let skipped = first
             .instances
             .iter()
@@ -86,7 +86,7 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
         }
     }
     opts.settings_for = domains.iter().cloned().collect();
-    let mut actual = actual::read_actual(&store, &desired.fs_root, &opts).await?;
+    let mut actual = actual::read_actual_in(&stores, &desired.fs_root, &opts).await?;
     for f in &actual.findings {
         if f.domain.as_ref().is_some_and(|d| domains.contains(d)) && !cli.quiet {
             eprintln!("warning: {}: {}", f.domain.as_deref().unwrap_or(""), f.message);
@@ -110,7 +110,7 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
             ));
         }
         return Err(user_error(
-            format!("no instance {d} in {}", store.describe()),
+            format!("no instance {d} in {}", stores.main.describe()),
             "check the domain; plan lists the existing instances the file does not declare as unmanaged",
         ));
     }
@@ -136,7 +136,7 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
         return Ok(0);
     }
     // The installed apps and konnectors of each imported instance, declared with it.
-    let prefixes: Vec<(String, String)> = {
+    let prefixes: Vec<(String, u32, String)> = {
         let by_domain = actual.by_domain();
         domains
             .iter()
@@ -152,11 +152,14 @@ pub(super) async fn import_cmd(cli: &Cli, args: &ImportArgs) -> Result<Exit> {
                 }
                 complete
             })
-            .map(|d| (d.clone(), by_domain[d.as_str()].db_prefix.clone()))
+            .map(|d| {
+                let h = by_domain[d.as_str()];
+                (d.clone(), crate::clusters::couch_cluster_of(&h.doc), h.db_prefix.clone())
+            })
             .collect()
     };
-    for (d, prefix) in &prefixes {
-        let apps = crate::apps::actual::read_instance_apps(&store, d, prefix)
+    for (d, cluster, prefix) in &prefixes {
+        let apps = crate::apps::actual::read_instance_apps(&stores, *cluster, prefix)
             .await
             .with_context(|| format!("reading the apps of {d}"))?;
         actual.apps.installed.insert(d.clone(), apps);

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
-use super::{Exit, load_config, open_store, user_error};
+use super::{Exit, load_config, open_stores, user_error};
 use crate::actual::{self, Observed, ReadOptions};
 use crate::cli::{Cli, ShowArgs};
 use crate::domain::validate_domain;
@@ -25,7 +25,7 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
             "give the instance's domain",
         )
     })?;
-    let Some(store) = open_store(desired, false, cli.verbose > 0).await? else {
+    let Some(stores) = open_stores(desired, false, cli.verbose > 0).await? else {
         return Err(user_error(
             format!("no instance {wanted}: the embedded store does not exist yet"),
             "run cozyform apply to create the instances of the config file",
@@ -36,7 +36,7 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         parallelism: 1,
         ..Default::default()
     };
-    let first = actual::read_actual(&store, &desired.fs_root, &opts).await?;
+    let first = actual::read_actual_in(&stores, &desired.fs_root, &opts).await?;
     if first.ambiguous.contains(&wanted) {
         return Err(user_error(
             format!("several instance docs claim {wanted}"),
@@ -51,7 +51,7 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         .map(|i| i.domain.clone())
         .ok_or_else(|| {
             user_error(
-                format!("no instance {wanted} in {}", store.describe()),
+                format!("no instance {wanted} in {}", stores.main.describe()),
                 "check the domain (an alias is accepted too)",
             )
         })?;
@@ -60,7 +60,7 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
     let actual = if args.deep {
         first
     } else {
-        actual::read_actual(&store, &desired.fs_root, &opts).await?
+        actual::read_actual_in(&stores, &desired.fs_root, &opts).await?
     };
     let inst = actual
         .instances
@@ -69,7 +69,8 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         .context("the instance disappeared while it was read")?;
 
     // Names of the secrets present (values never leave the store client).
-    let raw = store
+    let raw = stores
+        .main
         .get_doc(layout::GLOBAL_INSTANCES_DB, &inst.id)
         .await
         .context("reading the instance doc")?
@@ -102,7 +103,8 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
     for name in [names.administrative, names.photos] {
         let path = format!("/{name}");
         let docs = if inst.doctypes.contains(layout::FILES) {
-            store
+            stores
+                .for_instance(&inst.doc)
                 .find_by_path(&files_db, PathSelector::Eq(&path))
                 .await
                 .with_context(|| format!("reading {files_db}"))?
@@ -137,6 +139,8 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         "secrets_present": secrets,
         "settings": settings,
         "databases": {
+            // The `[[couchdb.clusters]]` index holding them; null without clusters (main URL).
+            "cluster": (!stores.clusters.is_empty()).then(|| crate::clusters::couch_cluster_of(&inst.doc)),
             "present": inst.doctypes,
             "missing": missing,
             "other": other,
@@ -210,9 +214,13 @@ fn render_text(d: &Value) -> String {
     let missing = list(&d["databases"]["missing"]);
     let other = list(&d["databases"]["other"]);
     out.push_str(&format!(
-        "\ndatabases: {} of {} present\n",
+        "\ndatabases: {} of {} present{}\n",
         present.len(),
-        present.len() + missing.len()
+        present.len() + missing.len(),
+        match d["databases"]["cluster"].as_u64() {
+            Some(n) => format!(" (on cluster {n})"),
+            None => String::new(),
+        }
     ));
     if !missing.is_empty() {
         out.push_str(&format!("  missing: {}\n", missing.join(", ")));
