@@ -597,7 +597,7 @@ async fn put_if_missing(store: &Store, db: &str, doc: &Value) -> Result<()> {
 }
 
 /// `_bulk_docs` of new docs with fixed ids; docs that already exist are kept.
-async fn bulk_create(store: &Store, db: &str, docs: &[Value]) -> Result<()> {
+pub(crate) async fn bulk_create(store: &Store, db: &str, docs: &[Value]) -> Result<()> {
     let results = store
         .bulk_docs(db, docs)
         .await

@@ -452,17 +452,7 @@ pub async fn restore(stores: &crate::clusters::Stores, fs_root: &Path, archive_p
             .await
             .with_context(|| format!("creating database {db}"))?;
         for chunk in docs.chunks(500) {
-            let results = store
-                .bulk_docs(db, chunk)
-                .await
-                .with_context(|| format!("writing to {db}"))?;
-            for r in results {
-                if let Some(e) = r.error
-                    && e != "conflict"
-                {
-                    bail!("writing {db}/{}: {e}", r.id);
-                }
-            }
+            crate::apply::bulk_create(store, db, chunk).await?;
         }
     }
     // 2. The layout's indexes and views (the embedded store keeps indexes apart from docs).

@@ -218,6 +218,20 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             }
         }
     };
+    // An error for each alias `w` declares that an existing instance other than `h` still holds.
+    let alias_errors = |domain: &str, w: &DesiredInstance, h: &ActualInstance, errors: &mut Vec<String>| {
+        for name in w.domain_aliases.iter().flatten() {
+            if let Some(other) = holders.get(name.as_str())
+                && other.domain != h.domain
+                && still_holds(other, name)
+            {
+                errors.push(format!(
+                    "{domain}: alias {name:?} is already used by the existing instance {:?}",
+                    other.domain
+                ));
+            }
+        }
+    };
 
     let mut domains: Vec<&str> = desired.instances.keys().map(String::as_str).collect();
     for inst in &actual.instances {
@@ -240,17 +254,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         let entry = match (want, have) {
             (Some(w), None) if renames.contains_key(domain) => {
                 let h = existing[renames[domain].as_str()];
-                for name in w.domain_aliases.iter().flatten() {
-                    if let Some(other) = holders.get(name.as_str())
-                        && other.domain != h.domain
-                        && still_holds(other, name)
-                    {
-                        out.errors.push(format!(
-                            "{domain}: alias {name:?} is already used by the existing instance {:?}",
-                            other.domain
-                        ));
-                    }
-                }
+                alias_errors(domain, w, h, &mut out.errors);
                 let mut e = crate::plan_renames::plan_rename(w, h, actual);
                 crate::plan_renames::attach_dir_renames(&mut e, w, h, actual);
                 e
@@ -280,17 +284,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 destroy(h, "state = \"absent\" in the configuration")
             }
             (Some(w), Some(h)) => {
-                for name in w.domain_aliases.iter().flatten() {
-                    if let Some(other) = holders.get(name.as_str())
-                        && other.domain != h.domain
-                        && still_holds(other, name)
-                    {
-                        out.errors.push(format!(
-                            "{domain}: alias {name:?} is already used by the existing instance {:?}",
-                            other.domain
-                        ));
-                    }
-                }
+                alias_errors(domain, w, h, &mut out.errors);
                 let mut e = plan_existing(w, h);
                 crate::plan_renames::attach_dir_renames(&mut e, w, h, actual);
                 e

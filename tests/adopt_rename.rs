@@ -12,22 +12,6 @@ use common::*;
 use cozyform::layout::{self, GLOBAL_INSTANCES_DB, db_name, instance_prefix};
 use serde_json::{Value, json};
 
-/// Declares `mod <scenario> { couchdb, embedded }`, two tests running `fn <scenario>(Backend)`.
-macro_rules! both {
-    ($($name:ident;)*) => {$(
-        mod $name {
-            #[test]
-            fn couchdb() {
-                super::$name(super::Backend::Couch)
-            }
-            #[test]
-            fn embedded() {
-                super::$name(super::Backend::Embedded)
-            }
-        }
-    )*};
-}
-
 both! {
     import_then_plan_is_empty;
     rename_moves_the_folder_keeps_the_prefix_and_is_a_no_op_afterwards;
@@ -61,6 +45,12 @@ fn instance_doc(ws: &Workspace, domain: &str) -> Option<Value> {
         .collect();
     assert!(v.len() <= 1);
     v.pop()
+}
+
+/// The docs at `path` in the files database of the instance prefix derived from `domain`.
+fn files_at(ws: &Workspace, domain: &str, path: &str) -> Vec<Value> {
+    let files = db_name(&instance_prefix(domain), layout::FILES);
+    block_on(ws.store().find_by_path(&files, cozyform::store::PathSelector::Eq(path))).unwrap()
 }
 
 fn folder(ws: &Workspace, domain: &str) -> PathBuf {
@@ -563,13 +553,7 @@ fn rename_with_a_locale_change_renames_the_default_dirs_in_the_moved_folder() {
     );
     assert!(folder(&ws, "b.example").join("Administratif").is_dir());
     assert!(!folder(&ws, "b.example").join("Administrative").exists());
-    let files = db_name(&instance_prefix("a.example"), layout::FILES);
-    let found = block_on(
-        ws.store()
-            .find_by_path(&files, cozyform::store::PathSelector::Eq("/Administratif")),
-    )
-    .unwrap();
-    assert_eq!(found.len(), 1);
+    assert_eq!(files_at(&ws, "a.example", "/Administratif").len(), 1);
     ws.assert_no_changes();
 }
 
@@ -589,13 +573,7 @@ fn default_dir_rename_stopped_after_the_disk_step_is_finished() {
         "{out}"
     );
     ws.apply_ok();
-    let files = db_name(&instance_prefix("a.example"), layout::FILES);
-    let found = block_on(
-        ws.store()
-            .find_by_path(&files, cozyform::store::PathSelector::Eq("/Administratif")),
-    )
-    .unwrap();
-    assert_eq!(found.len(), 1);
+    assert_eq!(files_at(&ws, "a.example", "/Administratif").len(), 1);
     assert!(dir.join("Administratif").is_dir() && !dir.join("Administrative").exists());
     ws.assert_no_changes();
 }

@@ -7,21 +7,6 @@ use common::*;
 use cozyform::layout::{self, GLOBAL_INSTANCES_DB, db_name, instance_prefix};
 use serde_json::{Value, json};
 
-macro_rules! both {
-    ($($name:ident;)*) => {$(
-        mod $name {
-            #[test]
-            fn couchdb() {
-                super::$name(super::Backend::Couch)
-            }
-            #[test]
-            fn embedded() {
-                super::$name(super::Backend::Embedded)
-            }
-        }
-    )*};
-}
-
 both! {
     destroy_with_backup_then_restore_gives_an_empty_plan;
     more_destroys_than_max_destroy_are_refused_with_auto_approve;
@@ -114,8 +99,8 @@ fn destroy_with_backup_then_restore_gives_an_empty_plan(b: Backend) {
     assert_eq!(deep.status.code(), Some(0), "{}", String::from_utf8_lossy(&deep.stdout));
 }
 
-fn more_destroys_than_max_destroy_are_refused_with_auto_approve(b: Backend) {
-    let ws = Workspace::new(b);
+/// Applies x1, x2 and x3.example.com, then writes a config that declares none of them, with `prune`.
+fn three_applied_then_pruned(ws: &Workspace) {
     let three: String = ["x1", "x2", "x3"]
         .iter()
         .map(|d| format!("[instances.\"{d}.example.com\"]\n"))
@@ -123,6 +108,11 @@ fn more_destroys_than_max_destroy_are_refused_with_auto_approve(b: Backend) {
     ws.write_config("", &three);
     ws.apply_ok();
     ws.write_config("prune = true\n", "");
+}
+
+fn more_destroys_than_max_destroy_are_refused_with_auto_approve(b: Backend) {
+    let ws = Workspace::new(b);
+    three_applied_then_pruned(&ws);
     let out = ws.cmd().args(["apply", "--auto-approve"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -201,13 +191,7 @@ fn typed_number_confirms_a_mass_destroy() {
         return;
     }
     let ws = Workspace::new(Backend::Embedded);
-    let three: String = ["x1", "x2", "x3"]
-        .iter()
-        .map(|d| format!("[instances.\"{d}.example.com\"]\n"))
-        .collect();
-    ws.write_config("", &three);
-    ws.apply_ok();
-    ws.write_config("prune = true\n", "");
+    three_applied_then_pruned(&ws);
     let at_a_terminal = |input: &str| {
         use std::io::Write;
         let cmd = format!(

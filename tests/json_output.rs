@@ -12,22 +12,6 @@ use cozyform::layout::GLOBAL_INSTANCES_DB;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Declares `mod <scenario> { couchdb, embedded }`, two tests running `fn <scenario>(Backend)`.
-macro_rules! both {
-    ($($name:ident;)*) => {$(
-        mod $name {
-            #[test]
-            fn couchdb() {
-                super::$name(super::Backend::Couch)
-            }
-            #[test]
-            fn embedded() {
-                super::$name(super::Backend::Embedded)
-            }
-        }
-    )*};
-}
-
 both! {
     plan_json_describes_creates_then_no_ops;
     plan_json_validates_against_the_committed_schema;

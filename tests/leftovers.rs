@@ -8,21 +8,6 @@ use common::*;
 use cozyform::layout::{self, GLOBAL_INSTANCES_DB, db_name, instance_prefix};
 use serde_json::json;
 
-macro_rules! both {
-    ($($name:ident;)*) => {$(
-        mod $name {
-            #[test]
-            fn couchdb() {
-                super::$name(super::Backend::Couch)
-            }
-            #[test]
-            fn embedded() {
-                super::$name(super::Backend::Embedded)
-            }
-        }
-    )*};
-}
-
 both! {
     leftovers_of_an_interrupted_create_are_removed_and_others_kept;
 }

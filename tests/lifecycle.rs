@@ -11,24 +11,6 @@ use common::*;
 use cozyform::layout::{self, GLOBAL_INSTANCES_DB, db_name, instance_prefix};
 use serde_json::{Value, json};
 
-/// Declares `mod <scenario> { couchdb, embedded }`, two tests running `fn <scenario>(Backend)`.
-macro_rules! both {
-    ($($(#[$m:meta])* $name:ident;)*) => {$(
-        mod $name {
-            #[test]
-            $(#[$m])*
-            fn couchdb() {
-                super::$name(super::Backend::Couch)
-            }
-            #[test]
-            $(#[$m])*
-            fn embedded() {
-                super::$name(super::Backend::Embedded)
-            }
-        }
-    )*};
-}
-
 both! {
     create_plans_changes_applies_and_converges;
     modify_updates_instance_and_settings_docs;

@@ -440,25 +440,29 @@ async fn seed_couch(
             }
         }
     } else {
-        futures::stream::iter(names.iter().map(|n| store.create_db(n)))
-            .buffer_unordered(20)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
+        run_all(20, names.iter().map(|n| store.create_db(n))).await?;
     }
-    futures::stream::iter(with_settings.iter().map(|d| async move {
+    let tasks = with_settings.iter().map(|d| async move {
         let db = layout::db_name(&layout::instance_prefix(d), layout::SETTINGS);
         store.create_db(&db).await?;
         store.put_doc(&db, &layout::settings_doc(&settings_of(d))).await?;
         Ok::<_, anyhow::Error>(())
-    }))
-    .buffer_unordered(10)
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<Vec<_>>>()?;
+    });
+    run_all(10, tasks).await?;
     seed_folders(fs_root, domains)
+}
+
+/// Runs `tasks`, `parallelism` at a time, all of them to the end; then the first error, if any.
+async fn run_all<T, E>(
+    parallelism: usize,
+    tasks: impl Iterator<Item = impl Future<Output = Result<T, E>>>,
+) -> Result<Vec<T>, E> {
+    futures::stream::iter(tasks)
+        .buffer_unordered(parallelism)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 fn seed_folders(fs_root: &Path, domains: &[String]) -> Result<()> {
@@ -528,6 +532,14 @@ struct Floor {
 }
 
 impl Floor {
+    fn new(server: &Server) -> Result<Self> {
+        Ok(Floor {
+            client: http_client(server)?,
+            base: server.url.trim_end_matches('/').to_string(),
+            requests: AtomicU64::new(0),
+        })
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -572,11 +584,7 @@ struct Row {
 async fn read_floor(server: &Server, settings_domains: &[String], parallelism: usize) -> Result<(f64, u64)> {
     // Building the HTTP client (TLS setup included) is part of reading, as it is for cozyform.
     let started = Instant::now();
-    let f = Floor {
-        client: http_client(server)?,
-        base: server.url.trim_end_matches('/').to_string(),
-        requests: AtomicU64::new(0),
-    };
+    let f = Floor::new(server)?;
     let global = format!("/{}", seg(layout::GLOBAL_INSTANCES_DB));
     f.send(reqwest::Method::GET, "/", &[], None).await?;
     f.send(
@@ -639,7 +647,7 @@ async fn read_floor(server: &Server, settings_domains: &[String], parallelism: u
     };
     tokio::try_join!(docs, dbs, design)?;
     let f = &f;
-    futures::stream::iter(settings_domains.iter().map(|d| async move {
+    let tasks = settings_domains.iter().map(|d| async move {
         let db = layout::db_name(&layout::instance_prefix(d), layout::SETTINGS);
         f.send(
             reqwest::Method::GET,
@@ -648,26 +656,18 @@ async fn read_floor(server: &Server, settings_domains: &[String], parallelism: u
             None,
         )
         .await
-    }))
-    .buffer_unordered(parallelism)
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<Vec<_>>>()?;
+    });
+    run_all(parallelism, tasks).await?;
     Ok((started.elapsed().as_secs_f64(), f.requests.load(Ordering::Relaxed)))
 }
 
 /// The write floor: the requests apply makes to create each instance (same order, same
 /// concurrency inside an instance, `parallelism` instances at once), built by the layout module.
 async fn write_floor(server: &Server, fs_root: &Path, domains: &[String], parallelism: usize) -> Result<(f64, u64)> {
-    let f = Floor {
-        client: http_client(server)?,
-        base: server.url.trim_end_matches('/').to_string(),
-        requests: AtomicU64::new(0),
-    };
+    let f = Floor::new(server)?;
     let f = &f;
     let started = Instant::now();
-    futures::stream::iter(domains.iter().map(|d| async move {
+    let tasks = domains.iter().map(|d| async move {
         let prefix = layout::instance_prefix(d);
         let path = |dt: &str| format!("/{}", seg(&layout::db_name(&prefix, dt)));
         // 1. databases, settings doc, contact.
@@ -741,12 +741,8 @@ async fn write_floor(server: &Server, fs_root: &Path, domains: &[String], parall
         doc["_rev"] = answer["rev"].clone();
         f.send(reqwest::Method::PUT, &global, &[], Some(&doc)).await?;
         Ok::<_, anyhow::Error>(())
-    }))
-    .buffer_unordered(parallelism)
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<Vec<_>>>()?;
+    });
+    run_all(parallelism, tasks).await?;
     Ok((started.elapsed().as_secs_f64(), f.requests.load(Ordering::Relaxed)))
 }
 

@@ -4,30 +4,15 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::{Exit, load_config, open_stores, user_error};
 use crate::actual::{self, ReadOptions};
 use crate::cli::{Cli, ImportArgs};
+use crate::config::parse::base_dir;
 use crate::domain::validate_domain;
-
-/// The directory that relative paths of the config are resolved against, as `config::load` does.
-fn base_dir(path: &Path) -> PathBuf {
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    };
-    let parent = abs
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/"));
-    crate::config::parse::normalize_path(&parent)
-}
 
 /// Replaces `path` by `text` atomically (temp file + rename), failing if its content is no longer
 /// `expected` (someone edited it while import read the instances).

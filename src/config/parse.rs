@@ -72,19 +72,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             Some("save it as UTF-8".into()),
         )
     })?;
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    };
-    let base = abs
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/"));
     let env = |k: &str| std::env::var(k).ok();
-    load_str(&src, path, &normalize_path(&base), &env)
+    load_str(&src, path, &base_dir(path), &env)
 }
 
 /// Validates config text. `base_dir` (absolute) resolves relative paths; `env` supplies credentials.
@@ -536,6 +525,23 @@ pub fn load_str(
 
 fn sort_diags(d: &mut [Diagnostic]) {
     d.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+}
+
+/// The directory that the config file's relative paths are resolved against: the file's own
+/// directory, absolute (from the current directory) and normalized.
+pub fn base_dir(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let parent = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    normalize_path(&parent)
 }
 
 /// Lexically removes `.` and `..` (no filesystem access).

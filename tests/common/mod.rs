@@ -213,3 +213,23 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+/// Declares `mod <scenario> { couchdb, embedded }`, two tests running `fn <scenario>(Backend)`
+/// (attributes such as `#[ignore]` before a name go on both tests).
+#[macro_export]
+macro_rules! both {
+    ($($(#[$m:meta])* $name:ident;)*) => {$(
+        mod $name {
+            #[test]
+            $(#[$m])*
+            fn couchdb() {
+                super::$name($crate::common::Backend::Couch)
+            }
+            #[test]
+            $(#[$m])*
+            fn embedded() {
+                super::$name($crate::common::Backend::Embedded)
+            }
+        }
+    )*};
+}
