@@ -368,14 +368,12 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         let databases = match scanned.and_then(|m| m.get_mut(&esc)) {
             Some(v) if shared_prefixes.contains(&db_prefix) => v.clone(),
             Some(v) => std::mem::take(v),
-            None if !esc.starts_with("cozy") || !scanned_some => {
-                PrefixDbs::from_names(
-                    stores
-                        .for_cluster(cluster)
-                        .all_dbs(&format!("{esc}/"), &format!("{esc}0"))
-                        .await?,
-                )
-            }
+            None if !esc.starts_with("cozy") || !scanned_some => PrefixDbs::from_names(
+                stores
+                    .for_cluster(cluster)
+                    .all_dbs(&format!("{esc}/"), &format!("{esc}0"))
+                    .await?,
+            ),
             None => PrefixDbs::default(),
         };
         // Probed below, on a blocking thread, while the per-instance requests run.

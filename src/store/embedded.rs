@@ -206,8 +206,14 @@ impl EmbeddedStore {
             let page: Vec<String> = self.read(|c| {
                 // Two forms so that SQLite seeks with the index (an `OR` would scan from `start`).
                 let (sql, from) = match &after {
-                    None => ("SELECT name FROM dbs WHERE name >= ?1 AND name <= ?2 ORDER BY name LIMIT ?3", start),
-                    Some(a) => ("SELECT name FROM dbs WHERE name > ?1 AND name <= ?2 ORDER BY name LIMIT ?3", a.as_str()),
+                    None => (
+                        "SELECT name FROM dbs WHERE name >= ?1 AND name <= ?2 ORDER BY name LIMIT ?3",
+                        start,
+                    ),
+                    Some(a) => (
+                        "SELECT name FROM dbs WHERE name > ?1 AND name <= ?2 ORDER BY name LIMIT ?3",
+                        a.as_str(),
+                    ),
                 };
                 let mut st = c.prepare_cached(sql).at(&self.path)?;
                 let rows = st
