@@ -76,3 +76,55 @@ fn example_config_validates_against_the_schema() {
         assert!(errors.is_empty(), "{name}: {errors:?}");
     }
 }
+
+/// The README's first command: `plan && apply --auto-approve` of instances.toml.example on a fresh
+/// embedded store works, and a second plan finds nothing to do. Run on a copy (the file and the
+/// `file://./examples/apps` it installs) so that nothing is written into the repository.
+#[test]
+fn readme_first_command_works_on_a_fresh_embedded_store() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root.join("instances.toml.example"), dir.path().join("instances.toml")).unwrap();
+    copy_tree(&root.join("examples/apps"), &dir.path().join("examples/apps"));
+    let run = |args: &[&str]| {
+        assert_cmd::Command::cargo_bin("cozyform")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["-c", "instances.toml"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let plan = run(&["plan"]);
+    assert!(
+        plan.status.success(),
+        "plan failed:\n{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let apply = run(&["apply", "--auto-approve"]);
+    assert!(
+        apply.status.success(),
+        "apply failed:\n{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let again = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "a second plan still has changes:\n{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
