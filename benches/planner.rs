@@ -34,7 +34,7 @@ fn fleet(n: usize) -> (Desired, Actual) {
             rev: "2-abc".into(),
             domain: domain.clone(),
             db_prefix: prefix.clone(),
-            doc,
+            doc: doc.into(),
             doctypes: cozyform::dbset::DoctypeSet::all(),
             other_databases: Vec::new(),
             fs: FsState {

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::clusters::Stores;
 use crate::dbset::{DbGrouper, DoctypeSet, PrefixDbs};
 use crate::fsops::{self, FsState};
+use crate::instance_doc::{InstanceDoc, ReadDoc};
 use crate::layout;
 use crate::store::{Store, StoreResult};
 
@@ -83,8 +84,9 @@ pub struct ActualInstance {
     pub domain: String,
     /// `prefix`, or the domain for legacy docs (`DBPrefix()`).
     pub db_prefix: String,
-    /// The instance doc without `_id`, `_rev` and secrets.
-    pub doc: Map<String, Value>,
+    /// The instance doc without `_id`, `_rev` and secrets, in a compact form (a `Map` would take
+    /// three times the memory for a large fleet).
+    pub doc: InstanceDoc,
     /// Doctypes of the instance databases that exist (among the layout's), as a bitset.
     pub doctypes: DoctypeSet,
     /// Database names with the instance's prefix that are not layout databases (see
@@ -98,7 +100,7 @@ pub struct ActualInstance {
 
 impl ActualInstance {
     pub fn deleting(&self) -> bool {
-        self.doc.get("deleting").and_then(Value::as_bool).unwrap_or(false)
+        self.doc.get_bool("deleting").unwrap_or(false)
     }
 
     /// Every database name with the instance's prefix, sorted: the layout ones of `doctypes` and
@@ -112,11 +114,16 @@ impl ActualInstance {
     }
 
     pub fn aliases(&self) -> Vec<String> {
-        self.doc
-            .get("domain_aliases")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-            .unwrap_or_default()
+        match self.doc.get("domain_aliases") {
+            Some(Value::Array(a)) => a
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -172,23 +179,43 @@ pub fn redact(doc: &Value) -> Map<String, Value> {
     m
 }
 
-/// [`redact`] without a copy.
-fn redact_owned(doc: Value) -> Map<String, Value> {
-    let mut m = match doc {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    m.remove("_id");
-    m.remove("_rev");
-    for k in layout::SECRET_KEYS {
-        m.remove(*k);
-    }
-    // At its exact size (same order): kept for every instance of a fleet.
-    m.into_iter().collect()
+/// [`redact`] of a doc as read, into the form kept (the fields in the order `redact` gives them).
+fn redact_owned(mut doc: ReadDoc) -> InstanceDoc {
+    doc.remove_all(&["_id", "_rev"]);
+    doc.remove_all(layout::SECRET_KEYS);
+    InstanceDoc::from(doc)
 }
 
 /// Reads every instance doc of `global/instances`, design docs skipped.
 pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
+    read_instance_docs_as(store, |mut d| {
+        if let Some(m) = d.as_object_mut() {
+            for k in layout::SECRET_KEYS {
+                m.remove(*k);
+            }
+            // Rebuilt at its exact size: the map kept the capacity of the secrets.
+            *m = std::mem::take(m).into_iter().collect();
+        }
+        d
+    })
+    .await
+}
+
+/// [`read_instance_docs`] in the compact form that the actual state keeps (each page converted as
+/// it arrives: a fleet's docs are never all held as `Value`s).
+pub async fn read_instance_docs_compact(store: &Store) -> StoreResult<Vec<ReadDoc>> {
+    read_instance_docs_as(store, |d| {
+        let mut doc = ReadDoc::from_value(d);
+        doc.remove_all(layout::SECRET_KEYS);
+        doc
+    })
+    .await
+}
+
+/// Pages through `global/instances`, design docs skipped, each doc given to `convert` at once.
+/// Secrets are never used: `convert` drops them, which halves the memory a large fleet's docs
+/// take while the rest is read.
+async fn read_instance_docs_as<T>(store: &Store, mut convert: impl FnMut(Value) -> T) -> StoreResult<Vec<T>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -209,18 +236,7 @@ pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
                         .unwrap_or("")
                         .starts_with("_design/")
                 })
-                .map(|mut d| {
-                    // Secrets are never used; dropping them at once halves the memory a large
-                    // fleet's docs take while the rest is read.
-                    if let Some(m) = d.as_object_mut() {
-                        for k in layout::SECRET_KEYS {
-                            m.remove(*k);
-                        }
-                        // Rebuilt at its exact size: the map kept the capacity of the secrets.
-                        *m = std::mem::take(m).into_iter().collect();
-                    }
-                    d
-                }),
+                .map(&mut convert),
         );
         if n < INSTANCES_PAGE {
             return Ok(out);
@@ -259,7 +275,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             .await
             .map(|_| g.by_prefix)
     }));
-    let (docs, dbs, global) = tokio::try_join!(read_instance_docs(store), scans, read_global_design(store),)
+    let (docs, dbs, global) = tokio::try_join!(read_instance_docs_compact(store), scans, read_global_design(store),)
         .context("reading global/instances and the database lists")?;
     actual.global_missing = global;
     crate::progress::timing("read: bulk requests", started);
@@ -483,7 +499,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .enumerate()
         .filter_map(|(n, i)| {
             let want = opts.default_dirs_for.get(&i.domain)?;
-            let have = i.doc.get("locale").and_then(Value::as_str).unwrap_or("");
+            let have = i.doc.get_str("locale").unwrap_or("");
             (have != want && i.doctypes.contains(layout::FILES)).then(|| (n, want.clone()))
         })
         .collect();
@@ -513,7 +529,7 @@ pub async fn read_default_dirs(
     new_locale: &str,
 ) -> StoreResult<Vec<DefaultDirObs>> {
     use crate::store::PathSelector;
-    let old_locale = inst.doc.get("locale").and_then(Value::as_str).unwrap_or("");
+    let old_locale = inst.doc.get_str("locale").unwrap_or("");
     let (old, new) = (
         layout::default_dir_names(old_locale),
         layout::default_dir_names(new_locale),

@@ -9,16 +9,17 @@
 //! reader and the executor ask it for an instance's store), and [`place`], the pure step of the
 //! planner that puts each new instance on a cluster and refuses moves between clusters.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::actual::Actual;
 use crate::desired::Desired;
+use crate::instance_doc::DocFields;
 use crate::plan::{Action, Change, DocKind, Plan};
 use crate::store::Store;
 
 /// The `couch_cluster` of an instance doc: its integer value, 0 when absent or not an integer.
-pub fn couch_cluster_of(doc: &Map<String, Value>) -> u32 {
-    cluster_field(doc.get("couch_cluster"))
+pub fn couch_cluster_of(doc: &(impl DocFields + ?Sized)) -> u32 {
+    cluster_field(doc.field("couch_cluster").as_deref())
 }
 
 /// The value of a `couch_cluster` field: 0 when absent or not a small non-negative integer.
@@ -62,7 +63,7 @@ impl Stores {
     }
 
     /// The store holding the databases of the instance whose doc is `doc`.
-    pub fn for_instance(&self, doc: &Map<String, Value>) -> &Store {
+    pub fn for_instance(&self, doc: &(impl DocFields + ?Sized)) -> &Store {
         self.for_cluster(couch_cluster_of(doc))
     }
 

@@ -194,7 +194,7 @@ fn instance_table(
 ) -> (Table, Vec<String>) {
     let mut t = Table::new();
     let mut notes = Vec::new();
-    let doc = &h.doc;
+    let doc = &h.doc.to_map();
     let string = |k: &str| doc.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty());
     if let Some(l) = string("locale") {
         t.insert("locale", value(l));

@@ -351,8 +351,8 @@ pub fn canonical_instance_order(doc: Map<String, Value>) -> Map<String, Value> {
 
 /// `disk_quota` as stored: a JSON string of an int64 (`,string`). Legacy or hand-written numbers are
 /// accepted on read.
-pub fn read_disk_quota(doc: &Value) -> Result<u64, String> {
-    match doc.get("disk_quota") {
+pub fn read_disk_quota(doc: &(impl crate::instance_doc::DocFields + ?Sized)) -> Result<u64, String> {
+    match doc.field("disk_quota").as_deref() {
         None | Some(Value::Null) => Ok(0),
         Some(Value::String(s)) => s
             .parse::<u64>()

@@ -18,6 +18,7 @@ pub mod desired;
 pub mod domain;
 pub mod fsops;
 pub mod import;
+pub mod instance_doc;
 pub mod layout;
 pub mod lock;
 pub mod orphans;

@@ -501,7 +501,7 @@ fn present(v: Option<&Value>) -> Option<Value> {
 pub(crate) fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
     let mut changes = Vec::new();
     for (key, after) in desired_instance_fields(w) {
-        let before = present(h.doc.get(key));
+        let before = present(h.doc.get(key).as_ref());
         if before != after {
             changes.push(Change {
                 doc: DocKind::Instance,
@@ -664,7 +664,7 @@ pub(crate) mod tests {
             rev: "2-abc".into(),
             domain: domain.into(),
             db_prefix: prefix.clone(),
-            doc: m,
+            doc: m.into(),
             doctypes: crate::dbset::DoctypeSet::all(),
             other_databases: Vec::new(),
             fs: FsState {

@@ -203,11 +203,7 @@ pub fn plan_rename(w: &DesiredInstance, h: &ActualInstance, actual: &Actual) -> 
     }];
     // `old_domain` is also the passphrase salt (`me@<old_domain or domain>`, port stripped): it is
     // set only when that keeps the salt, so that the owner's passphrase and vault keep working.
-    let current = h
-        .doc
-        .get("old_domain")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
+    let current = h.doc.get_str("old_domain").filter(|s| !s.is_empty());
     match current {
         None => inst_changes.push(Change {
             doc: DocKind::Instance,

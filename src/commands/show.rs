@@ -93,11 +93,7 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
     let all = inst.databases();
     let other: Vec<&String> = all.iter().filter(|d| !known.contains(d)).collect();
 
-    let locale = inst
-        .doc
-        .get("locale")
-        .and_then(Value::as_str)
-        .unwrap_or(layout::DEFAULT_LOCALE);
+    let locale = inst.doc.get_str("locale").unwrap_or(layout::DEFAULT_LOCALE);
     let names = layout::default_dir_names(locale);
     let files_db = layout::db_name(&inst.db_prefix, layout::FILES);
     let mut default_dirs = Vec::new();
@@ -136,7 +132,7 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
         "rev": inst.rev,
         "db_prefix": inst.db_prefix,
         "declared": desired.instances.contains_key(&inst.domain),
-        "instance_doc": Value::Object(inst.doc.clone()),
+        "instance_doc": Value::Object(inst.doc.to_map()),
         "secrets_present": secrets,
         "settings": settings,
         "databases": {

@@ -244,7 +244,9 @@ pub fn load_str(
         .and_then(Item::as_table_like)
         .map(|t| w.app_defaults(t, base_dir))
         .unwrap_or_default();
-    let mut instances: BTreeMap<String, DesiredInstance> = BTreeMap::new();
+    // Collected, then built at once into a map with full nodes (one inserted at a time, in file
+    // order, leaves them half empty: 20 MB more for 100,000 instances).
+    let mut instances: Vec<(String, DesiredInstance)> = Vec::new();
     let mut seen: HashMap<String, Option<Range<usize>>> = HashMap::new();
     // alias -> (owner domain, span)
     let mut alias_owner: HashMap<String, (String, Option<Range<usize>>)> = HashMap::new();
@@ -471,7 +473,7 @@ pub fn load_str(
                     dspan.clone(),
                 );
             }
-            instances.insert(domain, inst);
+            instances.push((domain, inst));
         }
     }
     for (alias, (owner, span)) in &alias_owner {
@@ -505,6 +507,9 @@ pub fn load_str(
     if has_errors {
         return Err(w.finish_err());
     }
+    // The document (about 25 bytes per byte of input) is freed before the map is built.
+    drop((doc, seen, alias_owner, renamed_from));
+    let instances: BTreeMap<String, DesiredInstance> = instances.into_iter().collect();
     let config_hash = hex::encode(Sha256::digest(src.as_bytes()));
     let mut warnings = w.diags;
     sort_diags(&mut warnings);
