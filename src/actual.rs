@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::clusters::Stores;
 use crate::dbset::{DbGrouper, DoctypeSet, PrefixDbs};
 use crate::fsops::{self, FsState};
-use crate::instance_doc::{InstanceDoc, ReadDoc};
+use crate::instance_doc::InstanceDoc;
 use crate::layout;
 use crate::store::{Store, StoreResult};
 
@@ -179,11 +179,11 @@ pub fn redact(doc: &Value) -> Map<String, Value> {
     m
 }
 
-/// [`redact`] of a doc as read, into the form kept (the fields in the order `redact` gives them).
-fn redact_owned(mut doc: ReadDoc) -> InstanceDoc {
+/// [`redact`] of a compact doc, in place (the fields keep the order `redact` gives them).
+fn redact_owned(mut doc: InstanceDoc) -> InstanceDoc {
     doc.remove_all(&["_id", "_rev"]);
     doc.remove_all(layout::SECRET_KEYS);
-    InstanceDoc::from(doc)
+    doc
 }
 
 /// Reads every instance doc of `global/instances`, design docs skipped.
@@ -203,9 +203,9 @@ pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
 
 /// [`read_instance_docs`] in the compact form that the actual state keeps (each page converted as
 /// it arrives: a fleet's docs are never all held as `Value`s).
-pub async fn read_instance_docs_compact(store: &Store) -> StoreResult<Vec<ReadDoc>> {
+pub async fn read_instance_docs_compact(store: &Store) -> StoreResult<Vec<InstanceDoc>> {
     read_instance_docs_as(store, |d| {
-        let mut doc = ReadDoc::from_value(d);
+        let mut doc = InstanceDoc::from_value(d);
         doc.remove_all(layout::SECRET_KEYS);
         doc
     })
@@ -288,11 +288,11 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     let mut claimed_domains = BTreeSet::new();
     for doc in &docs {
         for key in ["prefix", "domain"] {
-            if let Some(p) = doc.get(key).and_then(Value::as_str).filter(|p| !p.is_empty()) {
+            if let Some(p) = doc.get_str(key).filter(|p| !p.is_empty()) {
                 claimed_prefixes.insert(layout::escaped_db_prefix(p));
             }
         }
-        if let Some(d) = doc.get("domain").and_then(Value::as_str) {
+        if let Some(d) = doc.get_str("domain") {
             claimed_domains.insert(d.to_string());
         }
     }
@@ -325,7 +325,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     let shared_prefixes: std::collections::HashSet<String> = {
         let mut seen: HashMap<&str, u32> = HashMap::with_capacity(docs.len());
         for d in &docs {
-            if let Some(p) = d.get("prefix").and_then(Value::as_str) {
+            if let Some(p) = d.get_str("prefix") {
                 *seen.entry(p).or_default() += 1;
             }
         }
@@ -336,10 +336,10 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     };
     let mut dbs_by_prefix = dbs_by_prefix;
     for doc in docs {
-        let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
+        let id = doc.get_str("_id").unwrap_or_default().to_string();
+        let rev = doc.get_str("_rev").unwrap_or_default().to_string();
         actual.revs.insert(id.clone(), rev.clone());
-        let Some(domain) = doc.get("domain").and_then(Value::as_str).filter(|d| !d.is_empty()) else {
+        let Some(domain) = doc.get_str("domain").filter(|d| !d.is_empty()) else {
             actual.findings.push(Finding {
                 domain: None,
                 doc_id: Some(id),
@@ -371,7 +371,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             });
         }
         let esc = layout::escaped_db_prefix(&db_prefix);
-        let cluster = crate::clusters::cluster_field(doc.get("couch_cluster"));
+        let cluster = crate::clusters::couch_cluster_of(&doc);
         // The scanned list of the instance's store, unless its cluster falls back to main.
         let scanned = if stores.clusters.is_empty() {
             dbs_by_prefix.first_mut()

@@ -295,6 +295,21 @@ impl InstanceDoc {
         Some(v.into_value())
     }
 
+    /// [`InstanceDoc::remove`] of each key in turn, with one reallocation at most.
+    pub fn remove_all(&mut self, keys: &[&str]) {
+        if !keys.iter().any(|k| self.contains_key(k)) {
+            return;
+        }
+        let mut fields = std::mem::take(&mut self.fields).into_vec();
+        for key in keys {
+            if let Some(at) = fields.iter().position(|(k, _)| k.as_str() == *key) {
+                fields.swap_remove(at);
+            }
+        }
+        // At its exact size: kept for every instance of a fleet.
+        self.fields = fields.into_boxed_slice();
+    }
+
     /// The doc as a JSON map, fields in order.
     pub fn to_map(&self) -> Map<String, Value> {
         self.fields
