@@ -93,9 +93,10 @@ pub struct ActualInstance {
     /// [`ActualInstance::databases`] for all of them).
     pub other_databases: Vec<String>,
     pub fs: FsState,
-    /// The settings doc without `_id`/`_rev`.
-    pub settings: Observed<Map<String, Value>>,
-    pub deep: Option<DeepState>,
+    /// The settings doc without `_id`/`_rev` (boxed, like `deep`: read for few instances of a
+    /// large fleet, and every instance would pay for the space).
+    pub settings: Observed<Box<Map<String, Value>>>,
+    pub deep: Option<Box<DeepState>>,
 }
 
 impl ActualInstance {
@@ -408,6 +409,8 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         });
     }
     drop(dbs_by_prefix);
+    // Rebuilt with full nodes: inserted in id order, one at a time, they were half empty.
+    actual.revs = std::mem::take(&mut actual.revs).into_iter().collect();
     found.sort_by(|a, b| a.domain.cmp(&b.domain));
     for list in found.chunk_by(|a, b| a.domain == b.domain) {
         if list.len() > 1 {
@@ -441,7 +444,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .filter(|(_, i)| deep || opts.settings_for.contains(&i.domain))
         .map(|(n, _)| n)
         .collect();
-    type Extras = (Observed<Map<String, Value>>, Option<DeepState>, Option<String>);
+    type Extras = (Observed<Box<Map<String, Value>>>, Option<Box<DeepState>>, Option<String>);
     if !wanted.is_empty() {
         crate::progress::stage(
             wanted.len() as u64,
@@ -576,14 +579,14 @@ async fn read_instance_extras(
     store: &Store,
     inst: &ActualInstance,
     deep: bool,
-) -> StoreResult<(Observed<Map<String, Value>>, Option<DeepState>, Option<String>)> {
+) -> StoreResult<(Observed<Box<Map<String, Value>>>, Option<Box<DeepState>>, Option<String>)> {
     let settings_db = layout::db_name(&inst.db_prefix, layout::SETTINGS);
     let mut settings_rev = None;
     let settings = if inst.doctypes.contains(layout::SETTINGS) {
         match store.get_doc(&settings_db, layout::SETTINGS_DOC_ID).await? {
             Some(d) => {
                 settings_rev = d.get("_rev").and_then(Value::as_str).map(str::to_string);
-                Observed::Present(redact(&d))
+                Observed::Present(Box::new(redact(&d)))
             }
             None => Observed::Missing,
         }
@@ -617,7 +620,7 @@ async fn read_instance_extras(
             .bad_views
             .extend(bad_views.into_iter().map(|v| (dt.to_string(), v)));
     }
-    Ok((settings, Some(state), settings_rev))
+    Ok((settings, Some(Box::new(state)), settings_rev))
 }
 
 /// Indexes and views of one doctype that are missing or differ from the layout in `db`.

@@ -213,7 +213,7 @@ fn instance_table(
                     Some(other) => notes.push(format!("settings doc key {k} = {} is not a string", short(other))),
                 }
             }
-            for (k, v) in s {
+            for (k, v) in s.iter() {
                 if SETTINGS_DOC_KEYS.contains(&k.as_str()) {
                     continue;
                 }

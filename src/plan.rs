@@ -887,12 +887,12 @@ pub(crate) mod tests {
     #[test]
     fn plan_deep_repairs_indexes_views_and_dirs() {
         let mut h = existing("a.example", json!({}));
-        h.deep = Some(DeepState {
+        h.deep = Some(Box::new(DeepState {
             root_dir: true,
             trash_dir: false,
             bad_indexes: vec![("io.cozy.jobs".into(), "by-queued-at".into())],
             bad_views: vec![("io.cozy.files".into(), "disk-usage".into())],
-        });
+        }));
         let p = plan(
             &desired(vec![DesiredInstance::new("a.example")], false),
             &actual(vec![h]),

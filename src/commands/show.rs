@@ -116,7 +116,7 @@ pub(super) async fn show_cmd(cli: &Cli, args: &ShowArgs) -> Result<Exit> {
     }
 
     let settings = match &inst.settings {
-        Observed::Present(m) => Value::Object(m.clone()),
+        Observed::Present(m) => Value::Object((**m).clone()),
         _ => Value::Null,
     };
     let findings: Vec<&String> = actual
