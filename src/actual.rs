@@ -65,6 +65,10 @@ pub enum Observed<T> {
     Present(T),
 }
 
+/// The settings doc of an instance, boxed like [`ActualInstance::deep`]: read for few instances
+/// of a large fleet, and every instance would pay for the space of a `Map` (72 bytes).
+pub type SettingsObs = Observed<Box<Map<String, Value>>>;
+
 /// What `--deep` found for one instance.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct DeepState {
@@ -93,9 +97,8 @@ pub struct ActualInstance {
     /// [`ActualInstance::databases`] for all of them).
     pub other_databases: Vec<String>,
     pub fs: FsState,
-    /// The settings doc without `_id`/`_rev` (boxed, like `deep`: read for few instances of a
-    /// large fleet, and every instance would pay for the space).
-    pub settings: Observed<Box<Map<String, Value>>>,
+    /// The settings doc without `_id`/`_rev`.
+    pub settings: SettingsObs,
     pub deep: Option<Box<DeepState>>,
 }
 
@@ -444,7 +447,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .filter(|(_, i)| deep || opts.settings_for.contains(&i.domain))
         .map(|(n, _)| n)
         .collect();
-    type Extras = (Observed<Box<Map<String, Value>>>, Option<Box<DeepState>>, Option<String>);
+    type Extras = (SettingsObs, Option<Box<DeepState>>, Option<String>);
     if !wanted.is_empty() {
         crate::progress::stage(
             wanted.len() as u64,
@@ -579,7 +582,7 @@ async fn read_instance_extras(
     store: &Store,
     inst: &ActualInstance,
     deep: bool,
-) -> StoreResult<(Observed<Box<Map<String, Value>>>, Option<Box<DeepState>>, Option<String>)> {
+) -> StoreResult<(SettingsObs, Option<Box<DeepState>>, Option<String>)> {
     let settings_db = layout::db_name(&inst.db_prefix, layout::SETTINGS);
     let mut settings_rev = None;
     let settings = if inst.doctypes.contains(layout::SETTINGS) {
