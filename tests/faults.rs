@@ -14,13 +14,13 @@ use common::*;
 use cozyform::layout::{self, GLOBAL_INSTANCES_DB, db_name, instance_prefix};
 use serde_json::{Value, json};
 
-/// Arms a fault: the PUT of `db/id` after `skip` others first gets `patch` applied concurrently.
-fn arm(couch: &TestCouch, db: &str, id: &str, patch: Value, skip: u32) {
+/// POSTs `body` to one of the test server's admin-only test hooks, which answers 201.
+fn post_hook(couch: &TestCouch, hook: &str, body: Value) {
     block_on(async {
         let r = reqwest::Client::new()
-            .post(format!("{}_cozyform_faults", couch.url))
+            .post(format!("{}{hook}", couch.url))
             .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
-            .json(&json!({"db": db, "id": id, "patch": patch, "skip": skip}))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -28,20 +28,34 @@ fn arm(couch: &TestCouch, db: &str, id: &str, patch: Value, skip: u32) {
     });
 }
 
-/// (armed, fired) faults of the test server.
-fn faults(couch: &TestCouch) -> (u64, u64) {
+/// What one of the test server's test hooks answers to a GET.
+fn get_hook(couch: &TestCouch, hook: &str) -> Value {
     block_on(async {
-        let v: Value = reqwest::Client::new()
-            .get(format!("{}_cozyform_faults", couch.url))
+        reqwest::Client::new()
+            .get(format!("{}{hook}", couch.url))
             .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        (v["armed"].as_u64().unwrap(), v["fired"].as_u64().unwrap())
+            .unwrap()
     })
+}
+
+/// Arms a fault: the PUT of `db/id` after `skip` others first gets `patch` applied concurrently.
+fn arm(couch: &TestCouch, db: &str, id: &str, patch: Value, skip: u32) {
+    post_hook(
+        couch,
+        "_cozyform_faults",
+        json!({"db": db, "id": id, "patch": patch, "skip": skip}),
+    );
+}
+
+/// (armed, fired) faults of the test server.
+fn faults(couch: &TestCouch) -> (u64, u64) {
+    let v = get_hook(couch, "_cozyform_faults");
+    (v["armed"].as_u64().unwrap(), v["fired"].as_u64().unwrap())
 }
 
 fn instance_id(domain: &str) -> String {
@@ -369,32 +383,16 @@ fn stale_lock_with_nothing_to_do_is_reported() {
 /// Makes the test server answer the next `method path` requests with `statuses` in turn (with a
 /// `Retry-After: retry_after` header when given).
 fn inject_errors(couch: &TestCouch, method: &str, path: &str, statuses: &[u16], retry_after: Option<u64>) {
-    block_on(async {
-        let r = reqwest::Client::new()
-            .post(format!("{}_cozyform_errors", couch.url))
-            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
-            .json(&json!({"method": method, "path": path, "statuses": statuses, "retry_after": retry_after}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-    });
+    post_hook(
+        couch,
+        "_cozyform_errors",
+        json!({"method": method, "path": path, "statuses": statuses, "retry_after": retry_after}),
+    );
 }
 
 /// How many injected error answers the test server gave.
 fn errors_given(couch: &TestCouch) -> u64 {
-    block_on(async {
-        let v: Value = reqwest::Client::new()
-            .get(format!("{}_cozyform_errors", couch.url))
-            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["given"].as_u64().unwrap()
-    })
+    get_hook(couch, "_cozyform_errors")["given"].as_u64().unwrap()
 }
 
 /// CouchDB answering 5xx or 429 is retried (with the shared backoff; a `Retry-After` is honoured,

@@ -260,31 +260,53 @@ struct Trailers {
     tables: std::collections::BTreeMap<isize, String>,
 }
 
-/// The positions of the tables that have a header in the file, in file order.
-fn header_positions(t: &Table, out: &mut Vec<isize>) {
-    for (_, item) in t.iter() {
-        let subs: Vec<&Table> = match item {
+/// Calls `f` on every table under `t` (sub-tables and the elements of arrays of tables, recursively).
+fn walk_tables(t: &mut Table, f: &mut impl FnMut(&mut Table)) {
+    for (_, item) in t.iter_mut() {
+        let subs: Vec<&mut Table> = match item {
             Item::Table(sub) => vec![sub],
-            Item::ArrayOfTables(arr) => arr.iter().collect(),
+            Item::ArrayOfTables(arr) => arr.iter_mut().collect(),
             _ => continue,
         };
         for sub in subs {
-            if let Some(p) = sub.position().filter(|_| shown(sub)) {
-                out.push(p);
-            }
-            header_positions(sub, out);
+            f(sub);
+            walk_tables(sub, f);
         }
     }
 }
 
 /// Takes the trailers off the table headers (and the end of the document) that hold them.
 fn detach_trailers(doc: &mut DocumentMut) -> Trailers {
+    // The positions of the tables that have a header in the file, in file order.
     let mut positions = Vec::new();
-    header_positions(doc.as_table(), &mut positions);
+    walk_tables(doc.as_table_mut(), &mut |t| {
+        positions.extend(t.position().filter(|_| shown(t)))
+    });
     positions.sort_unstable();
     let root_has_values = !doc.as_table().get_values().is_empty();
     let mut trailers = Trailers::default();
-    detach_from_headers(doc.as_table_mut(), &positions, root_has_values, &mut trailers);
+    walk_tables(doc.as_table_mut(), &mut |t| {
+        let Some(p) = t.position().filter(|_| shown(t)) else {
+            return;
+        };
+        // Whose content comes right before this header: the previous header's table, or the
+        // top-level keys.
+        let owner = match positions.partition_point(|&q| q < p) {
+            0 if root_has_values => None,
+            0 => return,
+            i => Some(positions[i - 1]),
+        };
+        let prefix = t.decor().prefix().and_then(|s| s.as_str()).unwrap_or("").to_string();
+        if let Some((trailer, rest)) = split_trailer(&prefix) {
+            t.decor_mut().set_prefix(rest);
+            match owner {
+                None => trailers.root = Some(trailer),
+                Some(q) => {
+                    trailers.tables.insert(q, trailer);
+                }
+            }
+        }
+    });
     // The end of the document: up to its last blank line (all of it, without one), it follows the
     // last table.
     if let Some(&last) = positions.last() {
@@ -304,65 +326,26 @@ fn detach_trailers(doc: &mut DocumentMut) -> Trailers {
     trailers
 }
 
-fn detach_from_headers(t: &mut Table, positions: &[isize], root_has_values: bool, trailers: &mut Trailers) {
-    for (_, item) in t.iter_mut() {
-        let subs: Vec<&mut Table> = match item {
-            Item::Table(sub) => vec![sub],
-            Item::ArrayOfTables(arr) => arr.iter_mut().collect(),
-            _ => continue,
-        };
-        for sub in subs {
-            if let Some(p) = sub.position().filter(|_| shown(sub)) {
-                let before = positions.partition_point(|&q| q < p);
-                let prefix = sub.decor().prefix().and_then(|s| s.as_str()).unwrap_or("").to_string();
-                let owner = match before {
-                    0 if root_has_values => Some(None),
-                    0 => None,
-                    i => Some(Some(positions[i - 1])),
-                };
-                if let (Some(owner), Some((trailer, rest))) = (owner, split_trailer(&prefix)) {
-                    sub.decor_mut().set_prefix(rest);
-                    match owner {
-                        None => trailers.root = Some(trailer),
-                        Some(q) => {
-                            trailers.tables.insert(q, trailer);
-                        }
-                    }
-                }
-            }
-            detach_from_headers(sub, positions, root_has_values, trailers);
-        }
-    }
-}
-
 /// Puts each trailer back right after the content of its table, now that the keys are sorted: after
 /// the last key's value (as the end of its decor), or after the header of a table without keys.
 fn attach_trailers(root: &mut Table, trailers: &mut Trailers) {
-    if let Some(trailer) = trailers.root.take() {
-        if let Some(v) = last_value_mut(root) {
-            append_trailer(v.decor_mut(), &trailer);
-        }
+    if let Some(trailer) = trailers.root.take()
+        && let Some(v) = last_value_mut(root)
+    {
+        append_trailer(v.decor_mut(), &trailer);
     }
-    attach_to_tables(root, &mut trailers.tables);
-}
-
-fn attach_to_tables(t: &mut Table, tables: &mut std::collections::BTreeMap<isize, String>) {
-    for (_, item) in t.iter_mut() {
-        let subs: Vec<&mut Table> = match item {
-            Item::Table(sub) => vec![sub],
-            Item::ArrayOfTables(arr) => arr.iter_mut().collect(),
-            _ => continue,
-        };
-        for sub in subs {
-            if let Some(trailer) = sub.position().filter(|_| shown(sub)).and_then(|p| tables.remove(&p)) {
-                match last_value_mut(sub) {
-                    Some(v) => append_trailer(v.decor_mut(), &trailer),
-                    None => append_trailer(sub.decor_mut(), &trailer),
-                }
+    walk_tables(root, &mut |t| {
+        if let Some(trailer) = t
+            .position()
+            .filter(|_| shown(t))
+            .and_then(|p| trailers.tables.remove(&p))
+        {
+            match last_value_mut(t) {
+                Some(v) => append_trailer(v.decor_mut(), &trailer),
+                None => append_trailer(t.decor_mut(), &trailer),
             }
-            attach_to_tables(sub, tables);
         }
-    }
+    });
 }
 
 /// The value printed last in a table's body (dotted keys included), if any.
