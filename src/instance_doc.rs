@@ -1,18 +1,17 @@
-//! Actual-state stage: the compact forms in which instance docs are read and kept (see
+//! Actual-state stage: the compact form in which instance docs are read and kept (see
 //! [`crate::actual`]).
 //!
 //! A large fleet keeps one instance doc per instance for the whole run. As a `serde_json::Map`
 //! (an `IndexMap` with `preserve_order`), a doc of five fields takes about 850 bytes in nine
 //! allocations: the entries (104 bytes each: a `Value` alone is 72), a hash table, and one
-//! allocation per key. Two forms replace it, both with the fields in order in one boxed slice, and
-//! the keys the layout knows not allocated at all:
-//! - [`ReadDoc`], the docs as read (fields are `Value`s, `get` gives `Option<&Value>` like the map);
-//! - [`InstanceDoc`], the redacted doc kept in [`crate::actual::ActualInstance`]: scalars and
-//!   strings inline in 24 bytes, anything else boxed; about 200 bytes for five fields. Reads give
-//!   values (`get`, cheap for scalars) or borrowed strings (`get_str`).
+//! allocation per key. [`InstanceDoc`] keeps the fields in order in one boxed slice of 40-byte
+//! entries: the key is an index into the layout's known keys (not allocated) or a boxed string,
+//! the value is inline when it is null, a boolean, a number or a string, boxed otherwise. About
+//! 200 bytes for five fields. Reads give values (`get`, cheap for scalars and strings) or borrow
+//! (`get_str`, `get_bool`).
 //!
-//! Lookups are a linear scan over a few dozen fields at most, as fast as hashing the key. Both
-//! behave like the map they replace: `insert` keeps the position of an existing key (and appends a
+//! Lookups are a linear scan over a few dozen fields at most, as fast as hashing the key. It
+//! behaves like the map it replaces: `insert` keeps the position of an existing key (and appends a
 //! new one), and `remove` swaps the last field into the hole, as `Map::remove` does with
 //! `preserve_order`, so that [`InstanceDoc::to_map`] gives the fields in exactly the order the map
 //! would have had.
@@ -68,98 +67,6 @@ fn known_keys() -> &'static [&'static str] {
         v.truncate(256);
         v
     })
-}
-
-/// A doc as read: its fields in order, as `Value`s; see the module doc.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReadDoc {
-    fields: Box<[(Key, Value)]>,
-}
-
-impl ReadDoc {
-    /// The fields of `map`, in its order.
-    pub fn from_map(map: Map<String, Value>) -> ReadDoc {
-        ReadDoc {
-            fields: map.into_iter().map(|(k, v)| (Key::new(k), v)).collect(),
-        }
-    }
-
-    /// The fields of an object; anything else gives an empty doc.
-    pub fn from_value(v: Value) -> ReadDoc {
-        match v {
-            Value::Object(m) => ReadDoc::from_map(m),
-            _ => ReadDoc::default(),
-        }
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
-    }
-
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
-    pub fn len(&self) -> usize {
-        self.fields.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
-    }
-
-    /// The fields in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.fields.iter().map(|(k, v)| (k.as_str(), v))
-    }
-
-    /// Sets `key`: in place when present (the old value is returned), else appended.
-    pub fn insert(&mut self, key: String, value: Value) -> Option<Value> {
-        if let Some((_, v)) = self.fields.iter_mut().find(|(k, _)| k.as_str() == key) {
-            return Some(std::mem::replace(v, value));
-        }
-        let mut fields = std::mem::take(&mut self.fields).into_vec();
-        fields.push((Key::new(key), value));
-        self.fields = fields.into_boxed_slice();
-        None
-    }
-
-    /// Removes `key`, moving the last field into its place (`Map::remove` with `preserve_order`).
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let at = self.fields.iter().position(|(k, _)| k.as_str() == key)?;
-        let mut fields = std::mem::take(&mut self.fields).into_vec();
-        let (_, v) = fields.swap_remove(at);
-        self.fields = fields.into_boxed_slice();
-        Some(v)
-    }
-
-    /// [`InstanceDoc::remove`] of each key in turn, with one reallocation at most.
-    pub fn remove_all(&mut self, keys: &[&str]) {
-        if !keys.iter().any(|k| self.contains_key(k)) {
-            return;
-        }
-        let mut fields = std::mem::take(&mut self.fields).into_vec();
-        for key in keys {
-            if let Some(at) = fields.iter().position(|(k, _)| k.as_str() == *key) {
-                fields.swap_remove(at);
-            }
-        }
-        // At its exact size: kept for every instance of a fleet.
-        self.fields = fields.into_boxed_slice();
-    }
-
-    /// The doc as a JSON map, fields in order.
-    pub fn to_map(&self) -> Map<String, Value> {
-        self.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
-    }
-
-    pub fn into_map(self) -> Map<String, Value> {
-        self.fields
-            .into_vec()
-            .into_iter()
-            .map(|(k, v)| (k.into_string(), v))
-            .collect()
-    }
 }
 
 /// A field value of an [`InstanceDoc`]: 24 bytes (a `Value` takes 72).
@@ -327,19 +234,6 @@ impl InstanceDoc {
     }
 }
 
-impl From<ReadDoc> for InstanceDoc {
-    fn from(d: ReadDoc) -> InstanceDoc {
-        InstanceDoc {
-            fields: d
-                .fields
-                .into_vec()
-                .into_iter()
-                .map(|(k, v)| (k, Field::new(v)))
-                .collect(),
-        }
-    }
-}
-
 impl From<Map<String, Value>> for InstanceDoc {
     fn from(m: Map<String, Value>) -> InstanceDoc {
         InstanceDoc::from_map(m)
@@ -367,12 +261,6 @@ impl DocFields for InstanceDoc {
     }
 }
 
-impl DocFields for ReadDoc {
-    fn field(&self, key: &str) -> Option<Cow<'_, Value>> {
-        self.get(key).map(Cow::Borrowed)
-    }
-}
-
 impl DocFields for Map<String, Value> {
     fn field(&self, key: &str) -> Option<Cow<'_, Value>> {
         self.get(key).map(Cow::Borrowed)
@@ -395,18 +283,13 @@ mod tests {
     }
 
     #[test]
-    fn both_forms_keep_the_fields_and_their_order() {
+    fn keeps_the_fields_and_their_order() {
         let m = map(
             json!({"zeta": 1, "domain": "a.example", "prefix": "cozyabc", "nested": {"x": [1, 2]},
                            "deleting": true, "n": null, "f": 1.5, "neg": -3, "list": ["a", 2]}),
         );
-        let r = ReadDoc::from_map(m.clone());
-        assert_eq!(r.len(), 9);
-        assert_eq!(r.get("domain"), Some(&json!("a.example")));
-        assert_eq!(r.get("missing"), None);
-        assert_eq!(r.to_map(), m);
-        let d = InstanceDoc::from(r.clone());
-        assert_eq!(d, InstanceDoc::from_map(m.clone()));
+        let d = InstanceDoc::from_map(m.clone());
+        assert_eq!(d, InstanceDoc::from_value(Value::Object(m.clone())));
         assert_eq!(d.len(), 9);
         for (k, v) in &m {
             assert_eq!(d.get(k).as_ref(), Some(v), "{k}");
@@ -419,7 +302,6 @@ mod tests {
         assert_eq!(d.get_bool("domain"), None);
         assert_eq!(d.to_map(), m);
         assert_eq!(d.clone().into_map(), m);
-        assert_eq!(r.into_map(), m);
         assert_eq!(serde_json::to_string(&d).unwrap(), serde_json::to_string(&m).unwrap());
     }
 
@@ -428,21 +310,13 @@ mod tests {
         let src = json!({"_id": "i", "_rev": "1-x", "domain": "a", "register_token": "s", "locale": "en",
                          "prefix": "p", "extra": true, "cli_secret": "t"});
         let mut m = map(src.clone());
-        let mut r = ReadDoc::from_value(src);
+        let mut d = InstanceDoc::from_value(src);
         let keys = ["register_token", "_id", "cli_secret", "absent", "_rev"];
-        r.remove_all(&keys);
+        d.remove_all(&keys);
         for k in keys {
             m.remove(k);
         }
-        assert_eq!(r.to_map(), m);
-        assert_eq!(
-            r.insert("locale".into(), json!("fr")),
-            m.insert("locale".into(), json!("fr"))
-        );
-        assert_eq!(r.remove("domain"), m.remove("domain"));
-        assert_eq!(r.to_map(), m);
-
-        let mut d = InstanceDoc::from(r);
+        assert_eq!(d.to_map(), m);
         assert_eq!(
             d.insert("locale".into(), json!("de")),
             m.insert("locale".into(), json!("de"))
@@ -453,6 +327,7 @@ mod tests {
         );
         assert_eq!(d.remove("prefix"), m.remove("prefix"));
         assert_eq!(d.remove("prefix"), None);
+        assert_eq!(d.remove("domain"), m.remove("domain"));
         assert_eq!(d.to_map(), m);
         assert_eq!(
             d.to_map().keys().cloned().collect::<Vec<_>>(),
@@ -462,7 +337,7 @@ mod tests {
 
     #[test]
     fn not_an_object_is_empty() {
-        assert!(ReadDoc::from_value(json!([1])).is_empty());
+        assert!(InstanceDoc::from_value(json!([1])).is_empty());
         assert!(InstanceDoc::from_value(json!("x")).is_empty());
         assert_eq!(InstanceDoc::default().to_map(), Map::new());
     }
