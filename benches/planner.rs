@@ -1,19 +1,62 @@
-//! The pure planner alone, for 10,000 and 100,000 instances already up to date (the drift-detection
-//! case), to show that its cost grows linearly: criterion reports the time per run and the
-//! throughput in instances per second, which stays flat when the cost is linear.
+//! The pure planner alone, for 1,000, 10,000 and 100,000 instances already up to date (the
+//! drift-detection case), to show that its cost grows linearly: criterion reports the time per run
+//! and the throughput in instances per second, which stays flat when the cost is linear.
 //!
 //! `cargo bench --bench planner`
+//!
+//! Before criterion runs, the bench prints load-independent figures for each size: heap allocations
+//! (and bytes) made by one `plan()` call, per instance, counted by a counting global allocator, and
+//! the best of a few timed runs in ns per instance. They go to stdout as `planner-alloc …` lines.
+//!
+//! `COZYFORM_PLANNER_ONCE=N cargo bench --bench planner` builds an N-instance fleet, plans it once,
+//! prints the same line and exits without criterion: the mode to run under
+//! `valgrind --tool=callgrind --toggle-collect='cozyform::plan::plan'` for instruction counts.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use serde_json::{Map, Value, json};
 
 use cozyform::actual::{Actual, ActualInstance, Observed};
 use cozyform::desired::{Desired, DesiredInstance, StoreTarget};
 use cozyform::fsops::FsState;
 use cozyform::layout;
+
+/// The system allocator, counting allocations (reallocations count as one, with their new size).
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(l.size() as u64, Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(l.size() as u64, Relaxed);
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(new_size as u64, Relaxed);
+        unsafe { System.realloc(p, l, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
 fn fleet(n: usize) -> (Desired, Actual) {
     let mut instances = BTreeMap::new();
@@ -66,13 +109,50 @@ fn fleet(n: usize) -> (Desired, Actual) {
     (desired, actual)
 }
 
+/// Plans the fleet once, counting allocations, then a few timed runs; prints one line.
+fn load_independent(n: usize, timed_runs: usize) {
+    let (desired, actual) = fleet(n);
+    let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+    let p = cozyform::plan::plan(&desired, &actual);
+    let (allocs, bytes) = (ALLOCS.load(Relaxed) - a0, BYTES.load(Relaxed) - b0);
+    assert!(!p.has_changes(), "the bench fleet must be up to date");
+    assert_eq!(p.instances.len(), n);
+    drop(p);
+    let mut best = Duration::MAX;
+    for _ in 0..timed_runs {
+        let t = Instant::now();
+        let p = std::hint::black_box(cozyform::plan::plan(&desired, &actual));
+        best = best.min(t.elapsed());
+        drop(p);
+    }
+    let per = |x: u64| x as f64 / n as f64;
+    let timing = if timed_runs > 0 {
+        format!(
+            "best of {timed_runs} {:.2} ms = {:.0} ns/instance",
+            best.as_secs_f64() * 1e3,
+            best.as_nanos() as f64 / n as f64
+        )
+    } else {
+        "not timed".into()
+    };
+    println!(
+        "planner-alloc n={n}: {allocs} allocations ({:.2}/instance), {bytes} bytes ({:.0} B/instance); {timing}",
+        per(allocs),
+        per(bytes)
+    );
+}
+
 fn planner(c: &mut Criterion) {
+    for n in SIZES {
+        load_independent(n, 5);
+    }
     let mut group = c.benchmark_group("plan_up_to_date");
     group.sample_size(10);
-    for n in [10_000usize, 100_000] {
+    for n in SIZES {
         let (desired, actual) = fleet(n);
         let p = cozyform::plan::plan(&desired, &actual);
         assert!(!p.has_changes(), "the bench fleet must be up to date");
+        drop(p);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| cozyform::plan::plan(&desired, &actual))
@@ -82,4 +162,12 @@ fn planner(c: &mut Criterion) {
 }
 
 criterion_group!(benches, planner);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("COZYFORM_PLANNER_ONCE").ok().and_then(|v| v.parse().ok()) {
+        load_independent(n, 0);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
