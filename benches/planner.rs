@@ -11,6 +11,7 @@
 //! `COZYFORM_PLANNER_ONCE=N cargo bench --bench planner` builds an N-instance fleet, plans it once,
 //! prints the same line and exits without criterion: the mode to run under
 //! `valgrind --tool=callgrind --toggle-collect='cozyform::plan::plan'` for instruction counts.
+//! `COZYFORM_PLANNER_RUNS=K` adds the best of K timed runs to that line.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -165,7 +166,8 @@ criterion_group!(benches, planner);
 
 fn main() {
     if let Some(n) = std::env::var("COZYFORM_PLANNER_ONCE").ok().and_then(|v| v.parse().ok()) {
-        load_independent(n, 0);
+        let runs = std::env::var("COZYFORM_PLANNER_RUNS").ok().and_then(|v| v.parse().ok());
+        load_independent(n, runs.unwrap_or(0));
         return;
     }
     benches();

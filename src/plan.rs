@@ -262,8 +262,11 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         }
     };
 
-    out.instances
-        .reserve_exact(merge_by_domain(desired, actual, &order).count());
+    // Exact for a fleet that is up to date (the drift-detection case); otherwise the Vec grows.
+    out.instances.reserve_exact(desired.instances.len().max(order.len()));
+    // Whether a planned instance declares `couch_cluster` or apps: the later stages that look
+    // them up are skipped otherwise (they would do nothing).
+    let (mut clusters_declared, mut apps_declared) = (false, false);
     for (domain, want, have) in merge_by_domain(desired, actual, &order) {
         if actual.ambiguous.contains(domain)
             || (!rename_sources.is_empty() && rename_sources.contains(domain) && want.is_none())
@@ -332,6 +335,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             }
             (None, None) => continue,
         };
+        if let Some(w) = want {
+            clusters_declared |= w.couch_cluster.is_some();
+            apps_declared |= w.apps.is_some();
+        }
         out.instances.push(entry);
     }
 
@@ -347,8 +354,12 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             .chain(layout::global_indexes().map(|i| i.ddoc.to_string()))
             .collect();
     }
-    crate::clusters::place(desired, actual, &mut out);
-    out.apps = crate::apps::plan::plan_apps(desired, actual, &out.instances, &mut out.errors);
+    if clusters_declared || !desired.clusters.is_empty() {
+        crate::clusters::place(desired, actual, &mut out);
+    }
+    if apps_declared {
+        out.apps = crate::apps::plan::plan_apps(desired, actual, &out.instances, &mut out.errors);
+    }
     out
 }
 
@@ -1192,3 +1203,7 @@ pub(crate) mod tests {
         assert!(p.has_changes());
     }
 }
+
+#[cfg(test)]
+#[path = "plan_linear_tests.rs"]
+mod linear_tests;
