@@ -5,8 +5,10 @@
 //! `cargo bench --bench planner`
 //!
 //! Before criterion runs, the bench prints load-independent figures for each size: heap allocations
-//! (and bytes) made by one `plan()` call, per instance, counted by a counting global allocator, and
-//! the best of a few timed runs in ns per instance. They go to stdout as `planner-alloc …` lines.
+//! (and bytes) made by one `plan()` call, per instance, counted by a counting global allocator; and
+//! the best of 10 timed runs in ns per instance, next to the best of 10 runs of a floor (see
+//! [`floor`]) taken in the same seconds, and their ratio. They go to stdout as `planner-alloc …`
+//! lines. Criterion then times `plan_up_to_date/N` and `plan_floor/N`.
 //!
 //! `COZYFORM_PLANNER_ONCE=N cargo bench --bench planner` builds an N-instance fleet, plans it once,
 //! prints the same line and exits without criterion: the mode to run under
@@ -110,7 +112,31 @@ fn fleet(n: usize) -> (Desired, Actual) {
     (desired, actual)
 }
 
-/// Plans the fleet once, counting allocations, then a few timed runs; prints one line.
+/// The least work any planner does for this fleet: walk the declared and existing instances in
+/// domain order comparing domains, look the declared field (`locale`) up in the doc, and copy the
+/// four strings a plan entry holds (domain, doc id, rev, database prefix). Its time shows what the
+/// memory hierarchy alone costs per instance at each size: the planner's ratio to it stays flat
+/// when the planner is linear.
+fn floor(desired: &Desired, actual: &Actual) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::with_capacity(actual.instances.len());
+    for ((d, w), h) in desired.instances.iter().zip(&actual.instances) {
+        assert!(d == &h.domain && h.doc.get("locale").and_then(Value::as_str) == w.locale.as_deref());
+        out.push((h.domain.clone(), h.id.clone(), h.rev.clone(), h.db_prefix.clone()));
+    }
+    out
+}
+
+/// The time of one run of `f`, its result dropped outside the timing.
+fn timed<T>(f: impl FnOnce() -> T) -> Duration {
+    let t = Instant::now();
+    let out = std::hint::black_box(f());
+    let d = t.elapsed();
+    drop(out);
+    d
+}
+
+/// Plans the fleet once, counting allocations, then a few timed runs (and as many of the floor);
+/// prints one line.
 fn load_independent(n: usize, timed_runs: usize) {
     let (desired, actual) = fleet(n);
     let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
@@ -119,19 +145,22 @@ fn load_independent(n: usize, timed_runs: usize) {
     assert!(!p.has_changes(), "the bench fleet must be up to date");
     assert_eq!(p.instances.len(), n);
     drop(p);
-    let mut best = Duration::MAX;
-    for _ in 0..timed_runs {
-        let t = Instant::now();
-        let p = std::hint::black_box(cozyform::plan::plan(&desired, &actual));
-        best = best.min(t.elapsed());
-        drop(p);
-    }
     let per = |x: u64| x as f64 / n as f64;
     let timing = if timed_runs > 0 {
+        let ns = |d: Duration| d.as_nanos() as f64 / n as f64;
+        let mut plan_best = Duration::MAX;
+        let mut floor_best = Duration::MAX;
+        // Interleaved, so that both see the same load.
+        for _ in 0..timed_runs {
+            plan_best = plan_best.min(timed(|| cozyform::plan::plan(&desired, &actual)));
+            floor_best = floor_best.min(timed(|| floor(&desired, &actual)));
+        }
         format!(
-            "best of {timed_runs} {:.2} ms = {:.0} ns/instance",
-            best.as_secs_f64() * 1e3,
-            best.as_nanos() as f64 / n as f64
+            "best of {timed_runs} {:.2} ms = {:.0} ns/instance; floor {:.0} ns/instance; plan/floor {:.2}",
+            plan_best.as_secs_f64() * 1e3,
+            ns(plan_best),
+            ns(floor_best),
+            plan_best.as_secs_f64() / floor_best.as_secs_f64()
         )
     } else {
         "not timed".into()
@@ -145,7 +174,7 @@ fn load_independent(n: usize, timed_runs: usize) {
 
 fn planner(c: &mut Criterion) {
     for n in SIZES {
-        load_independent(n, 5);
+        load_independent(n, 10);
     }
     let mut group = c.benchmark_group("plan_up_to_date");
     group.sample_size(10);
@@ -157,6 +186,16 @@ fn planner(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| cozyform::plan::plan(&desired, &actual))
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("plan_floor");
+    group.sample_size(10);
+    for n in SIZES {
+        let (desired, actual) = fleet(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| floor(&desired, &actual))
         });
     }
     group.finish();

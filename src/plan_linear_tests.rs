@@ -71,7 +71,12 @@ fn a_fleet() -> impl Strategy<Value = (Desired, Vec<ActualInstance>)> {
         any::<bool>(),
         prop::option::of(0u64..3),
     );
-    let have = (0..6usize, prop_oneof![Just("en"), Just("fr")], any::<bool>(), any::<bool>());
+    let have = (
+        0..6usize,
+        prop_oneof![Just("en"), Just("fr")],
+        any::<bool>(),
+        any::<bool>(),
+    );
     (
         prop::collection::vec(decl, 0..6),
         prop::collection::vec(have, 0..6),

@@ -167,7 +167,8 @@ pub fn pending_renames(desired: &Desired, actual: &Actual, errors: &mut Vec<Stri
 pub fn check_creates(instances: &[InstancePlan], actual: &Actual, errors: &mut Vec<String>) {
     // The index of the first existing instance with each prefix, and with each doc id: built once,
     // when something is created (a scan of the fleet per create would be quadratic).
-    let mut taken: Option<(HashMap<&str, usize>, HashMap<&str, usize>)> = None;
+    type FirstIndex<'a> = HashMap<&'a str, usize>;
+    let mut taken: Option<(FirstIndex, FirstIndex)> = None;
     for ip in instances.iter().filter(|i| i.action == Action::Create) {
         let Some(spec) = &ip.create else { continue };
         let id = layout::derived_id("instance", &ip.domain);
