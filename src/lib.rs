@@ -28,6 +28,7 @@ pub mod quota;
 pub mod render;
 pub mod render_json;
 pub mod render_markdown;
+pub mod retry;
 pub mod saved_plan;
 pub mod store;
 pub mod targeting;

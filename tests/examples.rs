@@ -128,3 +128,37 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The files we ship are fmt-clean: `cozyform fmt --check` (which writes nothing) passes on
+/// instances.toml.example and on every examples/*.toml.
+#[test]
+fn shipped_configs_are_fmt_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("instances.toml.example")];
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            files.push(p);
+        }
+    }
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        let out = assert_cmd::Command::cargo_bin("cozyform")
+            .unwrap()
+            .arg("-c")
+            .arg(f)
+            .args(["fmt", "--check"])
+            .env("NO_COLOR", "1")
+            .env_remove("COZYFORM_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} is not fmt-clean (run `cozyform -c {} fmt`):\n{}{}",
+            f.display(),
+            f.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

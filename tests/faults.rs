@@ -1,5 +1,6 @@
 //! Faults during apply: docs edited behind cozyform's back (409 → re-read, re-check, retry), the
-//! CouchDB server stopped in the middle of an apply and started again, and Ctrl-C (SIGINT).
+//! CouchDB server stopped in the middle of an apply and started again, 5xx/429 answers (retried), and
+//! Ctrl-C (SIGINT).
 //!
 //! The 409s are injected deterministically by the test server (tools/couch-test-server,
 //! `POST /_cozyform_faults`): the next PUT of a given doc first applies a concurrent edit.
@@ -13,13 +14,13 @@ use common::*;
 use cozyform::layout::{self, GLOBAL_INSTANCES_DB, db_name, instance_prefix};
 use serde_json::{Value, json};
 
-/// Arms a fault: the PUT of `db/id` after `skip` others first gets `patch` applied concurrently.
-fn arm(couch: &TestCouch, db: &str, id: &str, patch: Value, skip: u32) {
+/// POSTs `body` to one of the test server's admin-only test hooks, which answers 201.
+fn post_hook(couch: &TestCouch, hook: &str, body: Value) {
     block_on(async {
         let r = reqwest::Client::new()
-            .post(format!("{}_cozyform_faults", couch.url))
+            .post(format!("{}{hook}", couch.url))
             .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
-            .json(&json!({"db": db, "id": id, "patch": patch, "skip": skip}))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -27,20 +28,34 @@ fn arm(couch: &TestCouch, db: &str, id: &str, patch: Value, skip: u32) {
     });
 }
 
-/// (armed, fired) faults of the test server.
-fn faults(couch: &TestCouch) -> (u64, u64) {
+/// What one of the test server's test hooks answers to a GET.
+fn get_hook(couch: &TestCouch, hook: &str) -> Value {
     block_on(async {
-        let v: Value = reqwest::Client::new()
-            .get(format!("{}_cozyform_faults", couch.url))
+        reqwest::Client::new()
+            .get(format!("{}{hook}", couch.url))
             .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        (v["armed"].as_u64().unwrap(), v["fired"].as_u64().unwrap())
+            .unwrap()
     })
+}
+
+/// Arms a fault: the PUT of `db/id` after `skip` others first gets `patch` applied concurrently.
+fn arm(couch: &TestCouch, db: &str, id: &str, patch: Value, skip: u32) {
+    post_hook(
+        couch,
+        "_cozyform_faults",
+        json!({"db": db, "id": id, "patch": patch, "skip": skip}),
+    );
+}
+
+/// (armed, fired) faults of the test server.
+fn faults(couch: &TestCouch) -> (u64, u64) {
+    let v = get_hook(couch, "_cozyform_faults");
+    (v["armed"].as_u64().unwrap(), v["fired"].as_u64().unwrap())
 }
 
 fn instance_id(domain: &str) -> String {
@@ -363,4 +378,42 @@ fn stale_lock_with_nothing_to_do_is_reported() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cozyform force-unlock {}", held.id)), "{err}");
+}
+
+/// Makes the test server answer the next `method path` requests with `statuses` in turn (with a
+/// `Retry-After: retry_after` header when given).
+fn inject_errors(couch: &TestCouch, method: &str, path: &str, statuses: &[u16], retry_after: Option<u64>) {
+    post_hook(
+        couch,
+        "_cozyform_errors",
+        json!({"method": method, "path": path, "statuses": statuses, "retry_after": retry_after}),
+    );
+}
+
+/// How many injected error answers the test server gave.
+fn errors_given(couch: &TestCouch) -> u64 {
+    get_hook(couch, "_cozyform_errors")["given"].as_u64().unwrap()
+}
+
+/// CouchDB answering 5xx or 429 is retried (with the shared backoff; a `Retry-After` is honoured,
+/// here 0 s so the test does not wait), and the request then succeeds; a server that keeps failing
+/// gets a bounded number of attempts (6), then a clear error naming the request.
+#[test]
+fn couchdb_5xx_and_429_are_retried_then_reported() {
+    let ws = Workspace::new(Backend::Couch);
+    let couch = ws.couch.as_ref().unwrap();
+    ws.write_config("", &format!("[instances.\"{A}\"]\n"));
+    inject_errors(couch, "GET", "/global%2Finstances", &[503, 429, 500], Some(0));
+    let (code, out, err) = ws.plan();
+    assert_eq!(code, 2, "the plan goes through after the retries:\n{out}\n{err}");
+    assert!(out.contains(A), "{out}");
+    assert_eq!(errors_given(couch), 3);
+
+    inject_errors(couch, "GET", "/global%2Finstances", &[503; 10], Some(0));
+    let (code, out, err) = ws.plan();
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(errors_given(couch), 3 + 6, "6 attempts in all");
+    assert!(err.contains("503") && err.contains("global%2Finstances"), "{err}");
+    inject_errors(couch, "GET", "/global%2Finstances", &[], None);
+    assert_eq!(ws.plan().0, 2);
 }

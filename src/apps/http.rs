@@ -1,27 +1,16 @@
 //! GETs of the apps stage (registry versions, tarballs), with retries: every one is idempotent, so a
 //! connection error, a timeout, a 5xx or a 429 is retried with bounded exponential backoff and
-//! jitter (a 429's `Retry-After` is honoured, capped). Each attempt has its own timeout. Messages
-//! name the URL with its credentials removed.
-
-use std::time::{Duration, Instant};
+//! jitter (`crate::retry`; a `Retry-After` is honoured, capped). Each attempt has its own timeout.
+//! Messages name the URL with its credentials removed.
+use std::time::Duration;
 
 use super::registry::{client, error_chain};
+pub use crate::retry::RetryPolicy;
+use crate::retry::{Verdict, retry};
 
-/// Retry policy of the apps stage's GETs.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    /// Delay before the second attempt; doubled each time (plus up to half of it as jitter).
-    pub base_delay: Duration,
-    /// Longest single delay.
-    pub max_delay: Duration,
-    /// No new attempt starts after this much time.
-    pub max_total: Duration,
-}
-
-/// The default policy: 4 attempts, 250 ms, 500 ms, 1 s apart (plus jitter), within 60 s.
-pub const RETRY: Retry = Retry {
+/// The apps stage's GETs' retry policy: 4 attempts, 250 ms, 500 ms, 1 s apart (plus jitter), within
+/// 60 s; a `Retry-After` is honoured up to 5 s.
+pub const RETRY: RetryPolicy = RetryPolicy {
     max_attempts: 4,
     base_delay: Duration::from_millis(250),
     max_delay: Duration::from_secs(5),
@@ -47,39 +36,28 @@ pub fn redact(url: &str) -> String {
 
 /// What a GET ended with: the status and body of the last answer (any status but a retryable one
 /// that had attempts left), or an error message naming the URL (credentials removed).
-pub async fn get(url: &str, timeout: Duration, policy: Retry) -> Result<(u16, Vec<u8>), String> {
-    let started = Instant::now();
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let (result, retry_after) = get_once(url, timeout).await;
-        let retryable = match &result {
-            Ok((status, _)) => *status == 429 || (500..600).contains(status),
-            Err(_) => true,
-        };
-        if !retryable || attempt >= policy.max_attempts || started.elapsed() >= policy.max_total {
-            return result.map_err(|e| {
-                if attempt > 1 {
-                    format!("{e} (after {attempt} attempts)")
-                } else {
-                    e
-                }
-            });
+pub async fn get(url: &str, timeout: Duration, policy: RetryPolicy) -> Result<(u16, Vec<u8>), String> {
+    let ((result, _), attempts) = retry(
+        &policy,
+        |_| get_once(url, timeout),
+        |(result, retry_after)| match result {
+            Ok((status, _)) if !(*status == 429 || (500..600).contains(status)) => Verdict::Done,
+            _ => Verdict::Retry {
+                retry_after: *retry_after,
+            },
+        },
+    )
+    .await;
+    result.map_err(|e| {
+        if attempts > 1 {
+            format!("{e} (after {attempts} attempts)")
+        } else {
+            e
         }
-        let exp = policy
-            .base_delay
-            .saturating_mul(1 << (attempt - 1).min(8))
-            .min(policy.max_delay);
-        let jitter = Duration::from_millis(rand::random_range(0..=exp.as_millis() as u64 / 2));
-        let delay = retry_after
-            .map(|r| r.min(policy.max_delay))
-            .unwrap_or(exp + jitter)
-            .min(policy.max_total.saturating_sub(started.elapsed()));
-        tokio::time::sleep(delay).await;
-    }
+    })
 }
 
-/// One attempt; also returns a `Retry-After` in seconds, if any.
+/// One attempt; also returns the answer's `Retry-After`, if any.
 async fn get_once(url: &str, timeout: Duration) -> (Result<(u16, Vec<u8>), String>, Option<Duration>) {
     let shown = redact(url);
     let resp = match client().get(url).timeout(timeout).send().await {
@@ -87,12 +65,7 @@ async fn get_once(url: &str, timeout: Duration) -> (Result<(u16, Vec<u8>), Strin
         Err(e) => return (Err(format!("{shown}: {}", error_chain(&e.without_url()))), None),
     };
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = crate::retry::retry_after(resp.headers());
     match resp.bytes().await {
         Ok(b) => (Ok((status, b.to_vec())), retry_after),
         Err(e) => (Err(format!("{shown}: {}", error_chain(&e.without_url()))), None),

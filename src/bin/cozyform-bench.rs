@@ -585,6 +585,7 @@ async fn read_floor(server: &Server, settings_domains: &[String], parallelism: u
     // Building the HTTP client (TLS setup included) is part of reading, as it is for cozyform.
     let started = Instant::now();
     let f = Floor::new(server)?;
+    floor_timing("client built", started);
     let global = format!("/{}", seg(layout::GLOBAL_INSTANCES_DB));
     f.send(reqwest::Method::GET, "/", &[], None).await?;
     f.send(
@@ -646,6 +647,7 @@ async fn read_floor(server: &Server, settings_domains: &[String], parallelism: u
         Ok::<_, anyhow::Error>(())
     };
     tokio::try_join!(docs, dbs, design)?;
+    floor_timing("bulk requests", started);
     let f = &f;
     let tasks = settings_domains.iter().map(|d| async move {
         let db = layout::db_name(&layout::instance_prefix(d), layout::SETTINGS);
@@ -658,7 +660,15 @@ async fn read_floor(server: &Server, settings_domains: &[String], parallelism: u
         .await
     });
     run_all(parallelism, tasks).await?;
+    floor_timing("settings reads", started);
     Ok((started.elapsed().as_secs_f64(), f.requests.load(Ordering::Relaxed)))
+}
+
+/// With `COZYFORM_TIMINGS` set, the read floor's phases, next to cozyform's phase log.
+fn floor_timing(phase: &str, since: Instant) {
+    if std::env::var_os("COZYFORM_TIMINGS").is_some() {
+        eprintln!("bench: floor timing: {phase} {:?}", since.elapsed());
+    }
 }
 
 /// The write floor: the requests apply makes to create each instance (same order, same

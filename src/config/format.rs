@@ -5,8 +5,10 @@
 //! `[couchdb]`, `[storage]`, `[defaults]` and of each instance in the order of their key lists
 //! ([`COUCHDB_KEYS`], [`STORAGE_KEYS`], [`DEFAULT_KEYS`], [`INSTANCE_KEYS`]), unknown keys last in
 //! alphabetical order; instances sorted by domain; `settings` keys sorted; one blank line before
-//! each table header. A comment moves with the key or table header it sits above. The comment block
-//! at the top of the file (up to its last blank line, and a leading `#:schema` line) stays at the top.
+//! each table header. A comment moves with the key or table header it sits above. Comments that
+//! follow the content of a table (its last key, or its header when it has none), up to a blank line,
+//! stay at the end of that table. The comment block at the top of the file (up to its last blank
+//! line, and a leading `#:schema` line) stays at the top.
 //!
 //! Only TOML syntax is required: a file with configuration errors (an unknown key) is still
 //! formatted, as `rustfmt` formats code that does not compile.
@@ -63,8 +65,10 @@ pub fn format_str(src: &str, file: &Path) -> Result<String, ConfigError> {
         )],
     })?;
     let header = detach_header(&mut doc);
+    let mut trailers = detach_trailers(&mut doc);
     let mut path = Vec::new();
     order_table(doc.as_table_mut(), &mut path);
+    attach_trailers(doc.as_table_mut(), &mut trailers);
     let mut pos = 0;
     number_tables(doc.as_table_mut(), &mut pos);
     let mut emitted = doc.as_table().get_values().iter().any(|_| true);
@@ -205,7 +209,7 @@ fn space_tables(t: &mut Table, is_root: bool, emitted: &mut bool) {
     if !is_root && shown(t) {
         let prefix = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_string();
         if *emitted {
-            if !prefix.starts_with('\n') {
+            if !prefix.starts_with('\n') && !prefix.starts_with("\r\n") {
                 t.decor_mut().set_prefix(format!("\n{prefix}"));
             }
         } else {
@@ -226,6 +230,147 @@ fn space_tables(t: &mut Table, is_root: bool, emitted: &mut bool) {
             _ => {}
         }
     }
+}
+
+/// A line with nothing but white space (a line without its `\n` is the indentation of what follows).
+fn is_blank_line(l: &str) -> bool {
+    l.ends_with('\n') && l.trim().is_empty()
+}
+
+/// Splits `s` (whitespace and comments) at its last blank line: the part before it, when it holds a
+/// comment, is the trailer of what comes before (its trailing blank lines dropped); the rest (from
+/// the blank line on) stays. `None` when there is no such trailer.
+fn split_trailer(s: &str) -> Option<(String, String)> {
+    let lines: Vec<&str> = s.split_inclusive('\n').collect();
+    let n = lines.iter().rposition(|l| is_blank_line(l))?;
+    if !lines[..n].iter().any(|l| l.trim_start().starts_with('#')) {
+        return None;
+    }
+    let end = lines[..n].iter().rposition(|l| !is_blank_line(l)).map_or(0, |i| i + 1);
+    Some((lines[..end].concat(), lines[n..].concat()))
+}
+
+/// The comments that follow the content of a table (its last key, or its header), up to a blank
+/// line: in `toml_edit` they belong to the next table header (or to the end of the document), so
+/// they would move with it and get a blank line put above them. `root` is the top-level keys';
+/// `tables` is by original position.
+#[derive(Default)]
+struct Trailers {
+    root: Option<String>,
+    tables: std::collections::BTreeMap<isize, String>,
+}
+
+/// Calls `f` on every table under `t` (sub-tables and the elements of arrays of tables, recursively).
+fn walk_tables(t: &mut Table, f: &mut impl FnMut(&mut Table)) {
+    for (_, item) in t.iter_mut() {
+        let subs: Vec<&mut Table> = match item {
+            Item::Table(sub) => vec![sub],
+            Item::ArrayOfTables(arr) => arr.iter_mut().collect(),
+            _ => continue,
+        };
+        for sub in subs {
+            f(sub);
+            walk_tables(sub, f);
+        }
+    }
+}
+
+/// Takes the trailers off the table headers (and the end of the document) that hold them.
+fn detach_trailers(doc: &mut DocumentMut) -> Trailers {
+    // The positions of the tables that have a header in the file, in file order.
+    let mut positions = Vec::new();
+    walk_tables(doc.as_table_mut(), &mut |t| {
+        positions.extend(t.position().filter(|_| shown(t)))
+    });
+    positions.sort_unstable();
+    let root_has_values = !doc.as_table().get_values().is_empty();
+    let mut trailers = Trailers::default();
+    walk_tables(doc.as_table_mut(), &mut |t| {
+        let Some(p) = t.position().filter(|_| shown(t)) else {
+            return;
+        };
+        // Whose content comes right before this header: the previous header's table, or the
+        // top-level keys.
+        let owner = match positions.partition_point(|&q| q < p) {
+            0 if root_has_values => None,
+            0 => return,
+            i => Some(positions[i - 1]),
+        };
+        let prefix = t.decor().prefix().and_then(|s| s.as_str()).unwrap_or("").to_string();
+        if let Some((trailer, rest)) = split_trailer(&prefix) {
+            t.decor_mut().set_prefix(rest);
+            match owner {
+                None => trailers.root = Some(trailer),
+                Some(q) => {
+                    trailers.tables.insert(q, trailer);
+                }
+            }
+        }
+    });
+    // The end of the document: up to its last blank line (all of it, without one), it follows the
+    // last table.
+    if let Some(&last) = positions.last() {
+        let trailing = doc.trailing().as_str().unwrap_or("").to_string();
+        let split = if trailing.split_inclusive('\n').any(is_blank_line) {
+            split_trailer(&trailing)
+        } else if trailing.trim_start().starts_with('#') {
+            Some((trailing.clone(), String::new()))
+        } else {
+            None
+        };
+        if let Some((trailer, rest)) = split {
+            trailers.tables.insert(last, trailer);
+            doc.set_trailing(rest);
+        }
+    }
+    trailers
+}
+
+/// Puts each trailer back right after the content of its table, now that the keys are sorted: after
+/// the last key's value (as the end of its decor), or after the header of a table without keys.
+fn attach_trailers(root: &mut Table, trailers: &mut Trailers) {
+    if let Some(trailer) = trailers.root.take()
+        && let Some(v) = last_value_mut(root)
+    {
+        append_trailer(v.decor_mut(), &trailer);
+    }
+    walk_tables(root, &mut |t| {
+        if let Some(trailer) = t
+            .position()
+            .filter(|_| shown(t))
+            .and_then(|p| trailers.tables.remove(&p))
+        {
+            match last_value_mut(t) {
+                Some(v) => append_trailer(v.decor_mut(), &trailer),
+                None => append_trailer(t.decor_mut(), &trailer),
+            }
+        }
+    });
+}
+
+/// The value printed last in a table's body (dotted keys included), if any.
+fn last_value_mut(t: &mut Table) -> Option<&mut Value> {
+    let items: Vec<&mut Item> = t.iter_mut().map(|(_, item)| item).collect();
+    for item in items.into_iter().rev() {
+        match item {
+            Item::Value(v) => return Some(v),
+            Item::Table(sub) if sub.is_dotted() => {
+                if let Some(v) = last_value_mut(sub) {
+                    return Some(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Appends `trailer` (whole lines) to the end of a line: to the suffix of a value or a table header.
+fn append_trailer(decor: &mut toml_edit::Decor, trailer: &str) {
+    let nl = if trailer.ends_with("\r\n") { "\r\n" } else { "\n" };
+    let body = trailer.strip_suffix(nl).unwrap_or(trailer);
+    let suffix = decor.suffix().and_then(|s| s.as_str()).unwrap_or("").to_string();
+    decor.set_suffix(format!("{suffix}{nl}{body}"));
 }
 
 #[cfg(test)]
@@ -339,6 +484,57 @@ email = "b@example.com"
         check("# only a comment\n");
     }
 
+    #[test]
+    fn comments_after_the_last_key_of_a_table_stay_there_without_a_blank_line() {
+        let src = "[defaults]\nlocale = \"en\"   # the default\n# context = \"default\"\n#   (commented out)\n\n# about a\n[instances.\"a.test\"]\nlocale = \"fr\"\n";
+        assert_eq!(check(src), src);
+    }
+
+    #[test]
+    fn comments_under_a_header_without_keys_stay_under_it() {
+        let src = "[instances.\"a.test\"]\n# Nothing but the domain.\n\n[instances.\"b.test\"]\n# To rename it:\n# renamed_from = \"x.test\"\n";
+        assert_eq!(check(src), src);
+    }
+
+    #[test]
+    fn trailing_comments_move_with_their_table_and_follow_its_sorted_keys() {
+        let src = "[instances.\"b.test\"]\nemail = \"b@x.test\"\nlocale = \"fr\"\n# end of b\n\n# about a\n[instances.\"a.test\"]\n# end of a\n\n[storage]\nfs_root = \"fs\"\n# end of storage\n";
+        assert_eq!(
+            check(src),
+            "[storage]\nfs_root = \"fs\"\n# end of storage\n\n# about a\n[instances.\"a.test\"]\n# end of a\n\n[instances.\"b.test\"]\nlocale = \"fr\"\nemail = \"b@x.test\"\n# end of b\n"
+        );
+    }
+
+    #[test]
+    fn comments_after_the_top_level_keys_stay_after_them() {
+        let src = "prune = true\n# more about prune\n\n[instances.\"b.test\"]\n[storage]\nfs_root = \"fs\"\n";
+        assert_eq!(
+            check(src),
+            "prune = true\n# more about prune\n\n[storage]\nfs_root = \"fs\"\n\n[instances.\"b.test\"]\n"
+        );
+    }
+
+    #[test]
+    fn a_comment_right_above_a_header_belongs_to_it_and_a_footer_stays_last() {
+        // No blank line between the comment and the header below: it is that header's.
+        let src =
+            "[instances.\"b.test\"]\nlocale = \"fr\"\n# about a\n[instances.\"a.test\"]\nlocale = \"en\"\n\n# footer\n";
+        assert_eq!(
+            check(src),
+            "# about a\n[instances.\"a.test\"]\nlocale = \"en\"\n\n[instances.\"b.test\"]\nlocale = \"fr\"\n\n# footer\n"
+        );
+    }
+
+    #[test]
+    fn trailing_comments_of_arrays_of_tables_and_crlf_files_are_kept() {
+        let src =
+            "[[couchdb.clusters]]\nurl = \"http://a/\"\n# end of a\n\n[[couchdb.clusters]]\nurl = \"http://b/\"\n";
+        assert_eq!(check(src), src);
+        let crlf = "[defaults]\r\nlocale = \"en\"\r\n# tz = \"UTC\"\r\n\r\n[instances.\"a.test\"]\r\n";
+        // (toml_edit writes LF line ends.)
+        assert_eq!(check(crlf), crlf.replace("\r\n", "\n"));
+    }
+
     mod prop {
         use super::*;
         use proptest::prelude::*;
@@ -383,15 +579,20 @@ email = "b@example.com"
                 bodies in proptest::collection::vec(instance(), 5),
                 prune_first in any::<bool>(),
                 blank in any::<bool>(),
+                trailers in proptest::collection::vec(any::<bool>(), 5),
             ) {
                 let mut src = String::new();
                 if prune_first {
                     src.push_str("prune = false\n");
                 }
-                for (d, body) in domains.iter().zip(&bodies) {
+                for (i, (d, body)) in domains.iter().zip(&bodies).enumerate() {
                     src.push_str(&format!("# instance {d}\n[instances.\"{d}\"]\n"));
                     for (_, line) in body {
                         src.push_str(line);
+                    }
+                    if trailers[i] {
+                        // Comments after the last key, then a blank line: they stay with this instance.
+                        src.push_str(&format!("# end of {d}\n\n"));
                     }
                     if blank {
                         src.push('\n');
@@ -402,6 +603,13 @@ email = "b@example.com"
                 // Every comment survives.
                 for line in src.lines().filter(|l| l.starts_with('#')) {
                     prop_assert!(out.contains(line), "lost {line:?} in\n{out}");
+                }
+                // A trailing comment stays in its instance's section: after its header, before the next one.
+                for d in &domains {
+                    if let Some(at) = out.find(&format!("# end of {d}\n")) {
+                        let header = out.find(&format!("[instances.\"{d}\"]\n")).unwrap();
+                        prop_assert!(header < at && !out[header + 1..at].contains("\n["), "misplaced in\n{out}");
+                    }
                 }
             }
         }

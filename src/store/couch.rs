@@ -16,6 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{BulkResult, PathSelector, RequestCounter, StoreError, StoreResult};
+use crate::retry::Verdict;
 
 /// Everything but unreserved characters is escaped; `/` in db names and doc ids becomes `%2F`.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -23,23 +24,16 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'
 /// Page size for `_all_dbs` and `_all_docs` scans.
 pub const PAGE_SIZE: usize = 2000;
 
-/// Retry policy for idempotent requests.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_total: Duration,
-}
+pub use crate::retry::RetryPolicy;
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(100),
-            max_total: Duration::from_secs(20),
-        }
-    }
-}
+/// Retry policy for idempotent requests: 6 attempts, 100 ms, 200 ms, ... 1.6 s apart (plus jitter),
+/// within 20 s; a `Retry-After` (429, 503) is honoured up to 5 s.
+pub const RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 6,
+    base_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(5),
+    max_total: Duration::from_secs(20),
+};
 
 /// A CouchDB server.
 pub struct CouchStore {
@@ -71,7 +65,7 @@ impl CouchStore {
             client,
             url: url.trim_end_matches('/').to_string(),
             counter: RequestCounter::default(),
-            retry: RetryPolicy::default(),
+            retry: RETRY,
             verbose: std::env::var_os("COZYFORM_LOG_HTTP").is_some(),
         })
     }
@@ -103,28 +97,23 @@ impl CouchStore {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> StoreResult<(StatusCode, Value)> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = self.call_once(method.clone(), path, query, body).await;
-            let retry = match &result {
-                Ok((status, _)) => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
-                Err(e) => e.is_retryable(),
-            };
-            if !retry || attempt >= self.retry.max_attempts || started.elapsed() >= self.retry.max_total {
-                return match result {
-                    Ok((status, body)) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
-                        Err(self.http_error(&method, path, status, &body))
-                    }
-                    other => other,
-                };
-            }
-            let exp = self.retry.base_delay.saturating_mul(1 << (attempt - 1).min(8));
-            let jitter = rand::random_range(0..=exp.as_millis() as u64 / 2 + 1);
-            let delay =
-                (exp + Duration::from_millis(jitter)).min(self.retry.max_total.saturating_sub(started.elapsed()));
-            tokio::time::sleep(delay).await;
+        let retryable = |status: StatusCode| status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        let (result, _) = crate::retry::retry(
+            &self.retry,
+            |_| self.call_once(method.clone(), path, query, body),
+            |result| match result {
+                Ok((status, _, retry_after)) if retryable(*status) => Verdict::Retry {
+                    retry_after: *retry_after,
+                },
+                Ok(_) => Verdict::Done,
+                Err(e) if e.is_retryable() => Verdict::Retry { retry_after: None },
+                Err(_) => Verdict::Done,
+            },
+        )
+        .await;
+        match result? {
+            (status, body, _) if retryable(status) => Err(self.http_error(&method, path, status, &body)),
+            (status, body, _) => Ok((status, body)),
         }
     }
 
@@ -134,7 +123,7 @@ impl CouchStore {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> StoreResult<(StatusCode, Value)> {
+    ) -> StoreResult<(StatusCode, Value, Option<Duration>)> {
         self.counter.inc();
         let started = Instant::now();
         let mut req = self.client.req(method.clone(), path, None);
@@ -151,6 +140,7 @@ impl CouchStore {
             retryable: true,
         })?;
         let status = resp.status();
+        let retry_after = crate::retry::retry_after(resp.headers());
         let bytes = resp.bytes().await.map_err(|e| StoreError::Transport {
             method: method.to_string(),
             url: self.url_for(path),
@@ -170,7 +160,7 @@ impl CouchStore {
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        Ok((status, value))
+        Ok((status, value, retry_after))
     }
 
     fn url_for(&self, path: &str) -> String {

@@ -361,6 +361,35 @@ function installShimRoutes(app) {
     sendJSON(res, 201, { ok: true });
   });
   app.get('/_cozyform_faults', (req, res) => sendJSON(res, 200, { armed: faults.size, fired: faultsFired }));
+
+  // Test-only error answers (cozyform's retry tests): POST /_cozyform_errors {method, path, statuses,
+  // retry_after} makes the next requests with that method and path answer the given statuses in turn,
+  // with a CouchDB-style error body and, when retry_after is given, a Retry-After header (seconds).
+  // GET /_cozyform_errors tells how many error answers were given.
+  const injectedErrors = new Map();
+  let errorsGiven = 0;
+  app.post('/_cozyform_errors', utils.jsonParser, (req, res) => {
+    const b = req.body || {};
+    if (typeof b.method !== 'string' || typeof b.path !== 'string' || !Array.isArray(b.statuses)) {
+      return sendJSON(res, 400, { error: 'bad_request', reason: 'expected {method, path, statuses}' });
+    }
+    const key = `${b.method} ${b.path}`;
+    if (b.statuses.length === 0) injectedErrors.delete(key);
+    else injectedErrors.set(key, { statuses: b.statuses.map(Number), retryAfter: b.retry_after });
+    sendJSON(res, 201, { ok: true });
+  });
+  app.get('/_cozyform_errors', (req, res) => sendJSON(res, 200, { given: errorsGiven }));
+  app.use((req, res, next) => {
+    if (injectedErrors.size === 0) return next();
+    const key = `${req.method} ${req.path}`;
+    const e = injectedErrors.get(key);
+    if (!e) return next();
+    const status = e.statuses.shift();
+    if (e.statuses.length === 0) injectedErrors.delete(key);
+    errorsGiven += 1;
+    if (e.retryAfter !== undefined && e.retryAfter !== null) res.set('Retry-After', String(e.retryAfter));
+    sendJSON(res, status, { error: 'unavailable', reason: 'injected by the test server' });
+  });
   app.use(async (req, res, next) => {
     if (req.method !== 'PUT' || faults.size === 0) return next();
     const parts = req.path.split('/').slice(1).map((p) => decodeURIComponent(p));
