@@ -138,7 +138,10 @@ fn timed<T>(f: impl FnOnce() -> T) -> Duration {
 /// Plans the fleet once, counting allocations, then a few timed runs (and as many of the floor);
 /// prints one line.
 fn load_independent(n: usize, timed_runs: usize) {
+    let f0 = BYTES.load(Relaxed);
     let (desired, actual) = fleet(n);
+    // The working set the planner reads (the caches hold it at 1k, not at 100k).
+    let fleet_bytes = BYTES.load(Relaxed) - f0;
     let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
     let p = cozyform::plan::plan(&desired, &actual);
     let (allocs, bytes) = (ALLOCS.load(Relaxed) - a0, BYTES.load(Relaxed) - b0);
@@ -166,9 +169,10 @@ fn load_independent(n: usize, timed_runs: usize) {
         "not timed".into()
     };
     println!(
-        "planner-alloc n={n}: {allocs} allocations ({:.2}/instance), {bytes} bytes ({:.0} B/instance); {timing}",
+        "planner-alloc n={n}: {allocs} allocations ({:.2}/instance), {bytes} bytes ({:.0} B/instance); {timing}; fleet {:.0} MiB",
         per(allocs),
-        per(bytes)
+        per(bytes),
+        fleet_bytes as f64 / 1048576.0
     );
 }
 
