@@ -189,6 +189,12 @@ fn redact_owned(doc: Value) -> Map<String, Value> {
 
 /// Reads every instance doc of `global/instances`, design docs skipped.
 pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
+    read_instance_docs_each(store, |_| {}).await
+}
+
+/// [`read_instance_docs`], calling `on_doc` with each doc as soon as its page has been read (the
+/// plan starts the settings reads it needs from there, while the rest is still being read).
+pub async fn read_instance_docs_each(store: &Store, mut on_doc: impl FnMut(&Value)) -> StoreResult<Vec<Value>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -219,6 +225,7 @@ pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
                         // Rebuilt at its exact size: the map kept the capacity of the secrets.
                         *m = std::mem::take(m).into_iter().collect();
                     }
+                    on_doc(&d);
                     d
                 }),
         );
@@ -259,7 +266,34 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             .await
             .map(|_| g.by_prefix)
     }));
-    let (docs, dbs, global) = tokio::try_join!(read_instance_docs(store), scans, read_global_design(store),)
+    // Without --deep, the settings docs the config needs are read as soon as their instance doc
+    // is: on another task, while the database lists are still being read and the docs processed.
+    // (With --deep they are read with the rest of each instance, once its databases are known.)
+    let early = !opts.deep && !opts.settings_for.is_empty();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<(String, String, Store)>();
+    let early_reads = early.then(|| {
+        crate::progress::stage(
+            opts.settings_for.len() as u64,
+            "reading global/instances, the database lists and the declared settings docs",
+        );
+        AbortOnDrop(tokio::spawn(read_settings_early(rx, opts.parallelism)))
+    });
+    let docs = async move {
+        let tx = tx;
+        read_instance_docs_each(store, |doc| {
+            let Some((obj, domain)) = doc.as_object().and_then(|o| Some((o, o.get("domain")?.as_str()?))) else {
+                return;
+            };
+            if early && opts.settings_for.contains(domain) {
+                let prefix = doc_db_prefix(doc, domain);
+                let store = stores.for_instance(obj).clone();
+                // Never fails: the receiver lives until every doc has been read.
+                let _ = tx.unbounded_send((domain.to_string(), prefix, store));
+            }
+        })
+        .await
+    };
+    let (docs, dbs, global) = tokio::try_join!(docs, scans, read_global_design(store),)
         .context("reading global/instances and the database lists")?;
     actual.global_missing = global;
     crate::progress::timing("read: bulk requests", started);
@@ -333,14 +367,10 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         };
         let domain = domain.to_string();
         let mut problems = Vec::new();
-        let db_prefix = match doc.get("prefix") {
-            None | Some(Value::Null) => domain.clone(),
-            Some(Value::String(p)) if !p.is_empty() => p.clone(),
-            Some(other) => {
-                problems.push(format!("prefix has the wrong type ({other})"));
-                domain.clone()
-            }
-        };
+        let db_prefix = doc_db_prefix(&doc, &domain);
+        if let Some(other) = doc.get("prefix").filter(|p| !p.is_null() && !p.is_string()) {
+            problems.push(format!("prefix has the wrong type ({other})"));
+        }
         if let Err(e) = layout::read_disk_quota(&doc) {
             problems.push(e);
         }
@@ -422,7 +452,7 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .instances
         .iter()
         .enumerate()
-        .filter(|(_, i)| deep || opts.settings_for.contains(&i.domain))
+        .filter(|(_, i)| deep || (!early && opts.settings_for.contains(&i.domain)))
         .map(|(n, _)| n)
         .collect();
     type Extras = (Observed<Map<String, Value>>, Option<DeepState>, Option<String>);
@@ -459,6 +489,26 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
         .await
     };
     let (probes, results) = tokio::join!(probes, reads);
+    if let Some(task) = early_reads {
+        let mut read: HashMap<(String, String), StoreResult<Option<Value>>> = task
+            .join()
+            .await
+            .context("reading the settings docs")?
+            .into_iter()
+            .map(|(domain, prefix, r)| ((domain, prefix), r))
+            .collect();
+        for inst in actual.instances.iter_mut() {
+            let Some(r) = read.remove(&(inst.domain.clone(), inst.db_prefix.clone())) else {
+                continue;
+            };
+            let doc = r.with_context(|| format!("reading the databases of {}", inst.domain))?;
+            let (settings, rev) = settings_observed(inst.doctypes.contains(layout::SETTINGS), doc);
+            if let Some(rev) = rev {
+                actual.settings_revs.insert(inst.domain.clone(), rev);
+            }
+            inst.settings = settings;
+        }
+    }
     for (inst, fs) in actual
         .instances
         .iter_mut()
@@ -556,24 +606,60 @@ pub async fn read_default_dirs(
     Ok(out)
 }
 
+/// The database prefix of an instance doc: its `prefix`, or its domain when it has none (very old
+/// instances) or when `prefix` is not a string (reported as a finding).
+fn doc_db_prefix(doc: &Value, domain: &str) -> String {
+    match doc.get("prefix") {
+        Some(Value::String(p)) if !p.is_empty() => p.clone(),
+        _ => domain.to_string(),
+    }
+}
+
+/// A settings doc read started early: the domain and prefix it was read for, and the answer.
+type EarlySettings = (String, String, StoreResult<Option<Value>>);
+
+/// Reads the settings docs sent on `rx` (domain, prefix, store), `parallelism` at a time, as they
+/// arrive: the plan sends them while `global/instances` and `_all_dbs` are still being read.
+async fn read_settings_early(
+    rx: futures::channel::mpsc::UnboundedReceiver<(String, String, Store)>,
+    parallelism: usize,
+) -> Vec<EarlySettings> {
+    rx.map(|(domain, prefix, store)| async move {
+        let db = layout::db_name(&prefix, layout::SETTINGS);
+        let r = store.get_doc(&db, layout::SETTINGS_DOC_ID).await;
+        crate::progress::inc();
+        (domain, prefix, r)
+    })
+    .buffer_unordered(parallelism.max(1))
+    .collect()
+    .await
+}
+
+/// What a settings read tells: the doc (secrets redacted) and its rev, or that it is missing.
+/// `has_db` is whether `_all_dbs` lists the instance's settings database.
+fn settings_observed(has_db: bool, doc: Option<Value>) -> (Observed<Map<String, Value>>, Option<String>) {
+    match doc {
+        Some(d) if has_db => {
+            let rev = d.get("_rev").and_then(Value::as_str).map(str::to_string);
+            (Observed::Present(redact(&d)), rev)
+        }
+        _ => (Observed::Missing, None),
+    }
+}
+
 async fn read_instance_extras(
     store: &Store,
     inst: &ActualInstance,
     deep: bool,
 ) -> StoreResult<(Observed<Map<String, Value>>, Option<DeepState>, Option<String>)> {
     let settings_db = layout::db_name(&inst.db_prefix, layout::SETTINGS);
-    let mut settings_rev = None;
-    let settings = if inst.doctypes.contains(layout::SETTINGS) {
-        match store.get_doc(&settings_db, layout::SETTINGS_DOC_ID).await? {
-            Some(d) => {
-                settings_rev = d.get("_rev").and_then(Value::as_str).map(str::to_string);
-                Observed::Present(redact(&d))
-            }
-            None => Observed::Missing,
-        }
+    let has_db = inst.doctypes.contains(layout::SETTINGS);
+    let doc = if has_db {
+        store.get_doc(&settings_db, layout::SETTINGS_DOC_ID).await?
     } else {
-        Observed::Missing
+        None
     };
+    let (settings, settings_rev) = settings_observed(has_db, doc);
     if !deep {
         return Ok((settings, None, settings_rev));
     }
@@ -659,4 +745,20 @@ pub fn index_matches(have: &Value, want: &layout::IndexDef) -> bool {
 async fn read_global_design(store: &Store) -> StoreResult<Vec<String>> {
     let (bad_idx, bad_views) = check_design(store, layout::GLOBAL_INSTANCES_DB, layout::INSTANCES_DOCTYPE).await?;
     Ok(bad_views.into_iter().chain(bad_idx).collect())
+}
+
+/// A spawned task that is cancelled when its handle is dropped: an early return (an error
+/// reading `global/instances`, say) stops the reads it started.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

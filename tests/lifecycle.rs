@@ -21,6 +21,7 @@ both! {
     repair_recreates_a_deleted_settings_doc;
 
     repair_of_a_deleted_settings_database_recreates_the_settings_doc;
+    declared_settings_of_an_instance_without_its_settings_database_are_repaired;
     absent_destroys_databases_folder_and_doc;
     absent_instance_that_does_not_exist_is_a_no_op;
     prevent_destroy_refuses_plan_and_apply;
@@ -456,6 +457,26 @@ fn repair_of_a_deleted_settings_database_recreates_the_settings_doc(b: Backend) 
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn declared_settings_of_an_instance_without_its_settings_database_are_repaired(b: Backend) {
+    let ws = Workspace::new(b);
+    // Declared settings are read while global/instances is still being read, before the
+    // database lists say whether io.cozy.settings exists: a missing database must still read as a
+    // missing doc, on the instance it belongs to, next to one whose settings are intact.
+    let a = inst(A, "email = \"alice@example.com\"");
+    let b_ = inst(B, "email = \"bob@example.com\"");
+    ws.write_config("", &format!("{a}{b_}"));
+    ws.apply_ok();
+    ws.assert_no_changes();
+    assert!(block_on(ws.store().delete_db(&settings_db(A))).unwrap());
+
+    let plan = assert_plan_has(&ws, &["missing database io.cozy.settings", "settings.email"]);
+    assert!(!plan.contains(B), "bob's settings are intact:\n{plan}");
+    ws.apply_ok();
+    assert_eq!(settings_doc(&ws, A).expect("recreated")["email"], "alice@example.com");
+    assert_eq!(settings_doc(&ws, B).expect("kept")["email"], "bob@example.com");
+    ws.assert_no_changes();
 }
 
 // ---------------------------------------------------------------------------------------------
