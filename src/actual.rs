@@ -118,16 +118,10 @@ impl ActualInstance {
     }
 
     pub fn aliases(&self) -> Vec<String> {
-        match self.doc.get("domain_aliases") {
-            Some(Value::Array(a)) => a
-                .into_iter()
-                .filter_map(|v| match v {
-                    Value::String(s) => Some(s),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
+        self.doc
+            .get_array("domain_aliases")
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -100,15 +100,23 @@ impl Stores {
 ///   moving databases between clusters is not supported.
 pub fn place(desired: &Desired, actual: &Actual, plan: &mut Plan) {
     let configured = !desired.clusters.is_empty();
+    // Without clusters and without a declared `couch_cluster`, everything stays on cluster 0 (the
+    // default of a create spec): nothing to do, and no pass over the fleet.
+    if !configured && !desired.instances.values().any(|w| w.couch_cluster.is_some()) {
+        return;
+    }
     let mut load = vec![0usize; desired.clusters.len()];
-    for inst in &actual.instances {
-        if let Some(l) = load.get_mut(couch_cluster_of(&inst.doc) as usize) {
-            *l += 1;
+    if configured {
+        for inst in &actual.instances {
+            if let Some(l) = load.get_mut(couch_cluster_of(&inst.doc) as usize) {
+                *l += 1;
+            }
         }
     }
-    let by_domain = actual.by_domain();
+    // `plan.instances` is sorted by domain: a merge, not a tree lookup per instance.
+    let mut declared = crate::plan::InOrder::new(&desired.instances);
     for ip in &mut plan.instances {
-        let want = desired.instances.get(&ip.domain).and_then(|w| w.couch_cluster);
+        let want = declared.get(&ip.domain).and_then(|w| w.couch_cluster);
         match ip.action {
             Action::Create => {
                 let n = match want {
@@ -154,8 +162,10 @@ pub fn place(desired: &Desired, actual: &Actual, plan: &mut Plan) {
                 }
             }
             Action::NoOp | Action::Update | Action::Repair => {
-                if let (Some(n), Some(h)) = (want, by_domain.get(ip.domain.as_str())) {
-                    let have = couch_cluster_of(&h.doc);
+                // The instance at this domain (not the old instance of a pending rename).
+                let here = ip.existing.as_ref().filter(|_| ip.rename.is_none());
+                if let (Some(n), Some(e)) = (want, here) {
+                    let have = e.couch_cluster;
                     if have != n {
                         plan.errors.push(format!(
                             "{}: couch_cluster = {n} in the configuration, but the instance lives on cluster {have}; cozyform does not move instances between clusters: set couch_cluster = {have}, or move it with cozy-stack first",

@@ -161,6 +161,14 @@ impl InstanceDoc {
         }
     }
 
+    /// The value of `key` when it is an array, borrowed.
+    pub fn get_array(&self, key: &str) -> Option<&Vec<Value>> {
+        match self.field(key)? {
+            Field::Other(v) => v.as_array(),
+            _ => None,
+        }
+    }
+
     /// The value of `key` when it is a boolean.
     pub fn get_bool(&self, key: &str) -> Option<bool> {
         match self.field(key)? {
@@ -300,6 +308,9 @@ mod tests {
         assert_eq!(d.get_str("zeta"), None);
         assert_eq!(d.get_bool("deleting"), Some(true));
         assert_eq!(d.get_bool("domain"), None);
+        assert_eq!(d.get_array("list"), Some(&vec![json!("a"), json!(2)]));
+        assert_eq!(d.get_array("nested"), None);
+        assert_eq!(d.get_array("domain"), None);
         assert_eq!(d.to_map(), m);
         assert_eq!(d.clone().into_map(), m);
         assert_eq!(serde_json::to_string(&d).unwrap(), serde_json::to_string(&m).unwrap());

@@ -1,7 +1,8 @@
 //! Plan stage: a pure function from (desired, actual) to the plan. No I/O, no clock, no randomness;
 //! instances are processed in domain order so the same inputs always give the same plan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -180,21 +181,49 @@ fn s(v: &str) -> Value {
 }
 
 /// Computes the plan.
+///
+/// Linear in the number of instances: the declared instances (a `BTreeMap`, sorted by domain) and
+/// the existing ones (sorted by domain, see [`sorted_existing`]) are merged in one pass, without a
+/// map built per call; maps of aliases and renames are built only when the configuration needs them.
+/// An up-to-date instance costs no allocation beyond its plan entry.
 pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let mut out = Plan {
         findings: actual.findings.clone(),
         ..Default::default()
     };
-    let existing = actual.by_domain();
+    // Indices into `actual.instances`, by domain.
+    let order = sorted_existing(actual);
+    let find = |domain: &str| -> Option<&ActualInstance> {
+        order
+            .binary_search_by(|&i| actual.instances[i].domain.as_str().cmp(domain))
+            .ok()
+            .map(|k| &actual.instances[order[k]])
+    };
 
-    // Domain or alias -> the existing instance holding it.
-    let mut holders: HashMap<String, &ActualInstance> = HashMap::new();
-    for inst in &actual.instances {
-        holders.insert(inst.domain.clone(), inst);
-        for a in inst.aliases() {
-            holders.insert(a, inst);
-        }
-    }
+    // Alias -> the index of the existing instance holding it; built on first use (aliases declared,
+    // or an instance to create).
+    let aliases: OnceCell<HashMap<&str, usize>> = OnceCell::new();
+    // Domain or alias -> the existing instance holding it (the later one in `actual.instances` when
+    // a name is both).
+    let holder = |name: &str| -> Option<&ActualInstance> {
+        let by_alias = aliases
+            .get_or_init(|| {
+                let mut m = HashMap::new();
+                for (k, inst) in actual.instances.iter().enumerate() {
+                    for a in alias_strs(inst) {
+                        m.insert(a, k);
+                    }
+                }
+                m
+            })
+            .get(name)
+            .copied();
+        let by_domain = order
+            .binary_search_by(|&i| actual.instances[i].domain.as_str().cmp(name))
+            .ok()
+            .map(|k| order[k]);
+        by_alias.max(by_domain).map(|k| &actual.instances[k])
+    };
     // Renames (`renamed_from`) to carry out now; their old domains are planned under the new one.
     let renames = crate::plan_renames::pending_renames(desired, actual, &mut out.errors);
     let rename_sources = crate::plan_renames::sources(&renames);
@@ -221,7 +250,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     // An error for each alias `w` declares that an existing instance other than `h` still holds.
     let alias_errors = |domain: &str, w: &DesiredInstance, h: &ActualInstance, errors: &mut Vec<String>| {
         for name in w.domain_aliases.iter().flatten() {
-            if let Some(other) = holders.get(name.as_str())
+            if let Some(other) = holder(name.as_str())
                 && other.domain != h.domain
                 && still_holds(other, name)
             {
@@ -233,27 +262,20 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         }
     };
 
-    let mut domains: Vec<&str> = desired.instances.keys().map(String::as_str).collect();
-    for inst in &actual.instances {
-        if !desired.instances.contains_key(&inst.domain) {
-            domains.push(&inst.domain);
-        }
-    }
-    domains.sort_unstable();
-    domains.dedup();
-    out.instances.reserve_exact(domains.len());
-
-    for domain in domains {
+    // Exact for a fleet that is up to date (the drift-detection case); otherwise the Vec grows.
+    out.instances.reserve_exact(desired.instances.len().max(order.len()));
+    // Whether a planned instance declares `couch_cluster` or apps: the later stages that look
+    // them up are skipped otherwise (they would do nothing).
+    let (mut clusters_declared, mut apps_declared) = (false, false);
+    for (domain, want, have) in merge_by_domain(desired, actual, &order) {
         if actual.ambiguous.contains(domain)
-            || (rename_sources.contains(domain) && !desired.instances.contains_key(domain))
+            || (!rename_sources.is_empty() && rename_sources.contains(domain) && want.is_none())
         {
             continue;
         }
-        let want = desired.instances.get(domain);
-        let have = existing.get(domain).copied();
         let entry = match (want, have) {
             (Some(w), None) if renames.contains_key(domain) => {
-                let h = existing[renames[domain].as_str()];
+                let h = find(renames[domain].as_str()).expect("a pending rename's old domain exists");
                 alias_errors(domain, w, h, &mut out.errors);
                 let mut e = crate::plan_renames::plan_rename(w, h, actual);
                 crate::plan_renames::attach_dir_renames(&mut e, w, h, actual);
@@ -263,7 +285,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             (Some(w), None) if w.renamed_from.is_some() && w.state == InstanceState::Present => continue,
             (Some(w), None) if w.state == InstanceState::Present => {
                 for name in std::iter::once(&w.domain).chain(w.domain_aliases.iter().flatten()) {
-                    if let Some(h) = holders.get(name.as_str())
+                    if let Some(h) = holder(name.as_str())
                         && still_holds(h, name)
                     {
                         out.errors.push(format!(
@@ -313,6 +335,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             }
             (None, None) => continue,
         };
+        if let Some(w) = want {
+            clusters_declared |= w.couch_cluster.is_some();
+            apps_declared |= w.apps.is_some();
+        }
         out.instances.push(entry);
     }
 
@@ -328,9 +354,76 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             .chain(layout::global_indexes().map(|i| i.ddoc.to_string()))
             .collect();
     }
-    crate::clusters::place(desired, actual, &mut out);
-    out.apps = crate::apps::plan::plan_apps(desired, actual, &out.instances, &mut out.errors);
+    if clusters_declared || !desired.clusters.is_empty() {
+        crate::clusters::place(desired, actual, &mut out);
+    }
+    if apps_declared {
+        out.apps = crate::apps::plan::plan_apps(desired, actual, &out.instances, &mut out.errors);
+    }
     out
+}
+
+/// Indices into `actual.instances` sorted by domain, one per domain (the last one of a domain, as
+/// a map keyed by domain would keep it). The reader already sorts them: then this is one check and
+/// one allocation.
+pub(crate) fn sorted_existing(actual: &Actual) -> Vec<usize> {
+    let all = &actual.instances;
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    if all.windows(2).all(|p| p[0].domain < p[1].domain) {
+        return order;
+    }
+    // Stable: the instances of one domain keep their order; the last one stays.
+    order.sort_by(|&a, &b| all[a].domain.cmp(&all[b].domain));
+    let mut unique: Vec<usize> = Vec::with_capacity(order.len());
+    for i in order {
+        match unique.last_mut() {
+            Some(last) if all[*last].domain == all[i].domain => *last = i,
+            _ => unique.push(i),
+        }
+    }
+    unique
+}
+
+/// Every declared or existing domain in order, with its declaration and its existing instance: a
+/// merge of the two sorted lists.
+fn merge_by_domain<'a>(
+    desired: &'a Desired,
+    actual: &'a Actual,
+    order: &'a [usize],
+) -> impl Iterator<Item = (&'a str, Option<&'a DesiredInstance>, Option<&'a ActualInstance>)> {
+    let mut want = desired.instances.iter().peekable();
+    let mut have = order.iter().map(|&i| &actual.instances[i]).peekable();
+    std::iter::from_fn(move || {
+        let order = match (want.peek(), have.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((d, _)), Some(h)) => d.as_str().cmp(h.domain.as_str()),
+        };
+        Some(match order {
+            std::cmp::Ordering::Less => {
+                let (d, w) = want.next()?;
+                (d.as_str(), Some(w), None)
+            }
+            std::cmp::Ordering::Greater => {
+                let h = have.next()?;
+                (h.domain.as_str(), None, Some(h))
+            }
+            std::cmp::Ordering::Equal => {
+                let (d, w) = want.next()?;
+                (d.as_str(), Some(w), have.next())
+            }
+        })
+    })
+}
+
+/// The `domain_aliases` of an instance doc, borrowed.
+fn alias_strs(inst: &ActualInstance) -> impl Iterator<Item = &str> {
+    inst.doc
+        .get_array("domain_aliases")
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
 }
 
 /// Leftovers: those named after a declared instance are not leftovers (the unfinished create
@@ -338,16 +431,26 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
 /// the removable others are removed by apply; every one is reported.
 fn plan_orphans(out: &mut Plan, desired: &Desired, actual: &Actual) {
     use crate::orphans::Orphan;
-    let declared: Vec<&DesiredInstance> = desired
-        .instances
-        .values()
-        .filter(|d| d.state == InstanceState::Present)
-        .collect();
+    if actual.orphans.is_empty() {
+        return;
+    }
+    let present = |d: &&DesiredInstance| d.state == InstanceState::Present;
+    // The database prefixes of the declared instances, computed once (not once per orphan).
+    let prefixes: HashSet<String> = if actual.orphans.iter().any(|o| matches!(o, Orphan::Databases { .. })) {
+        desired
+            .instances
+            .values()
+            .filter(present)
+            .map(|d| layout::instance_prefix(&d.domain))
+            .collect()
+    } else {
+        HashSet::new()
+    };
     for o in &actual.orphans {
-        let reused = declared.iter().any(|d| match o {
-            Orphan::Databases { prefix, .. } => *prefix == layout::instance_prefix(&d.domain),
-            Orphan::Folder { name, .. } => *name == d.domain,
-        });
+        let reused = match o {
+            Orphan::Databases { prefix, .. } => prefixes.contains(prefix.as_str()),
+            Orphan::Folder { name, .. } => desired.instances.get(name.as_str()).is_some_and(|d| present(&d)),
+        };
         if reused {
             continue;
         }
@@ -454,63 +557,127 @@ fn plan_create(w: &DesiredInstance) -> InstancePlan {
     }
 }
 
-/// The desired value of each managed instance-doc key that the configuration sets (`None` = absent).
-fn desired_instance_fields(w: &DesiredInstance) -> Vec<(&'static str, Option<Value>)> {
-    let mut f = Vec::new();
+/// The desired value of a managed instance-doc key, borrowed from the configuration.
+#[derive(Clone, Copy)]
+enum Wanted<'a> {
+    Absent,
+    Str(&'a str),
+    /// Non-empty.
+    Strs(&'a [String]),
+    True,
+    /// Non-zero; stored as a string.
+    Quota(u64),
+}
+
+impl Wanted<'_> {
+    /// The value (`None` = absent).
+    fn value(self) -> Option<Value> {
+        match self {
+            Wanted::Absent => None,
+            Wanted::Str(v) => Some(s(v)),
+            Wanted::Strs(a) => Some(json!(a)),
+            Wanted::True => Some(json!(true)),
+            Wanted::Quota(q) => Some(s(&q.to_string())),
+        }
+    }
+
+    /// Whether `present(have) == self.value()`, without building either value.
+    fn matches(self, have: Option<&Value>) -> bool {
+        let str_is = |v: &str| matches!(have, Some(Value::String(x)) if !x.is_empty() && x == v);
+        match self {
+            Wanted::Absent => is_absent(have),
+            Wanted::Str(v) => str_is(v),
+            Wanted::Strs(a) => matches!(have, Some(Value::Array(x))
+                if x.len() == a.len() && x.iter().zip(a).all(|(x, a)| x.as_str() == Some(a.as_str()))),
+            Wanted::True => matches!(have, Some(Value::Bool(true))),
+            Wanted::Quota(q) => match have {
+                Some(Value::String(x)) => {
+                    let mut buf = [0u8; 20];
+                    x.as_bytes() == u64_digits(q, &mut buf)
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+/// The decimal digits of `q`, written at the end of `buf`.
+fn u64_digits(mut q: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (q % 10) as u8;
+        q /= 10;
+        if q == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Calls `f` with each managed instance-doc key that the configuration sets, and its desired value.
+fn desired_instance_fields<'a>(w: &'a DesiredInstance, mut f: impl FnMut(&'static str, Wanted<'a>)) {
     if let Some(a) = &w.domain_aliases {
-        f.push(("domain_aliases", (!a.is_empty()).then(|| json!(a))));
+        f(
+            "domain_aliases",
+            if a.is_empty() { Wanted::Absent } else { Wanted::Strs(a) },
+        );
     }
     if let Some(l) = &w.locale {
-        f.push(("locale", Some(s(l))));
+        f("locale", Wanted::Str(l));
     }
     if let Some(u) = &w.uuid {
-        f.push(("uuid", Some(s(u))));
+        f("uuid", Wanted::Str(u));
     }
     if let Some(c) = &w.context {
-        f.push(("context", Some(s(c))));
+        f("context", Wanted::Str(c));
     }
     match w.blocked {
         Some(true) => {
-            f.push(("blocked", Some(json!(true))));
+            f("blocked", Wanted::True);
             if let Some(r) = &w.blocking_reason {
-                f.push(("blocking_reason", Some(s(r))));
+                f("blocking_reason", Wanted::Str(r));
             }
         }
         Some(false) => {
-            f.push(("blocked", None));
-            f.push(("blocking_reason", None));
+            f("blocked", Wanted::Absent);
+            f("blocking_reason", Wanted::Absent);
         }
         None => {}
     }
     if let Some(q) = w.disk_quota {
-        f.push(("disk_quota", (q > 0).then(|| s(&q.to_string()))));
+        f("disk_quota", if q > 0 { Wanted::Quota(q) } else { Wanted::Absent });
     }
-    f
+}
+
+/// Whether a value is "empty" as the stack omits it (`omitempty`): it compares as absent.
+fn is_absent(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    }
 }
 
 /// Normalizes "empty" values the stack omits (`omitempty`) so they compare as absent.
 fn present(v: Option<&Value>) -> Option<Value> {
-    match v {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::Array(a)) if a.is_empty() => None,
-        Some(v) => Some(v.clone()),
-    }
+    if is_absent(v) { None } else { v.cloned() }
 }
 
 pub(crate) fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
     let mut changes = Vec::new();
-    for (key, after) in desired_instance_fields(w) {
-        let before = present(h.doc.get(key).as_ref());
-        if before != after {
+    desired_instance_fields(w, |key, wanted| {
+        let have = h.doc.get(key);
+        let have = have.as_ref();
+        if !wanted.matches(have) {
             changes.push(Change {
                 doc: DocKind::Instance,
                 key: key.into(),
-                before,
-                after,
+                before: present(have),
+                after: wanted.value(),
             });
         }
-    }
+    });
     if h.deleting() {
         changes.push(Change {
             doc: DocKind::Instance,
@@ -527,8 +694,10 @@ pub(crate) fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> Instance
     });
 
     let mut repairs = Vec::new();
-    let missing_db = |dt: &str| !h.doctypes.contains(dt);
-    for dt in layout::INSTANCE_DOCTYPES {
+    // Almost always: every database is there, and no doctype needs looking up.
+    let all_dbs = h.doctypes == crate::dbset::DoctypeSet::all();
+    let missing_db = |dt: &str| !all_dbs && !h.doctypes.contains(dt);
+    for dt in layout::INSTANCE_DOCTYPES.iter().filter(|_| !all_dbs) {
         if missing_db(dt) {
             repairs.push(Repair::Database {
                 doctype: dt.to_string(),
@@ -625,6 +794,43 @@ pub(crate) fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> Instance
         existing: Some(existing_of(h)),
         rename: None,
         dir_renames: vec![],
+    }
+}
+
+/// Looks up the keys of a `BTreeMap` given in increasing order, as a merge: each lookup advances an
+/// iterator instead of descending the tree, so looking up every entry of a plan (sorted by domain)
+/// is linear. A key given out of order falls back to a tree lookup.
+pub(crate) struct InOrder<'a, V> {
+    map: &'a BTreeMap<String, V>,
+    iter: std::iter::Peekable<std::collections::btree_map::Iter<'a, String, V>>,
+    /// The greatest key the iterator has passed.
+    passed: Option<&'a str>,
+}
+
+impl<'a, V> InOrder<'a, V> {
+    pub(crate) fn new(map: &'a BTreeMap<String, V>) -> Self {
+        InOrder {
+            map,
+            iter: map.iter().peekable(),
+            passed: None,
+        }
+    }
+
+    pub(crate) fn get(&mut self, key: &str) -> Option<&'a V> {
+        if self.passed.is_some_and(|p| key <= p) {
+            return self.map.get(key);
+        }
+        while let Some((k, v)) = self.iter.peek() {
+            match k.as_str().cmp(key) {
+                std::cmp::Ordering::Less => {
+                    self.passed = Some(k.as_str());
+                    self.iter.next();
+                }
+                std::cmp::Ordering::Equal => return Some(*v),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
     }
 }
 
@@ -997,3 +1203,7 @@ pub(crate) mod tests {
         assert!(p.has_changes());
     }
 }
+
+#[cfg(test)]
+#[path = "plan_linear_tests.rs"]
+mod linear_tests;

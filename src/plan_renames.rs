@@ -85,6 +85,11 @@ pub fn add_read_options(desired: &Desired, opts: &mut ReadOptions) {
 /// instance exists and whose new domain does not. Every other declared rename is either done (the
 /// new domain exists alone) or an error, pushed to `errors`.
 pub fn pending_renames(desired: &Desired, actual: &Actual, errors: &mut Vec<String>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    // The maps below cost a pass over the fleet: only when some rename is declared.
+    if !desired.instances.values().any(|w| w.renamed_from.is_some()) {
+        return out;
+    }
     let existing = actual.by_domain();
     // Aliases only: domains are looked up in `existing`.
     let mut holders: HashMap<String, &ActualInstance> = HashMap::new();
@@ -93,7 +98,6 @@ pub fn pending_renames(desired: &Desired, actual: &Actual, errors: &mut Vec<Stri
             holders.insert(a, inst);
         }
     }
-    let mut out = BTreeMap::new();
     for w in desired.instances.values() {
         let (Some(old), InstanceState::Present) = (&w.renamed_from, w.state) else {
             continue;
@@ -161,14 +165,26 @@ pub fn pending_renames(desired: &Desired, actual: &Actual, errors: &mut Vec<Stri
 /// id) derived from its first domain, so that domain cannot be created again; cozy-stack would mix
 /// both instances' databases.
 pub fn check_creates(instances: &[InstancePlan], actual: &Actual, errors: &mut Vec<String>) {
+    // The index of the first existing instance with each prefix, and with each doc id: built once,
+    // when something is created (a scan of the fleet per create would be quadratic).
+    type FirstIndex<'a> = HashMap<&'a str, usize>;
+    let mut taken: Option<(FirstIndex, FirstIndex)> = None;
     for ip in instances.iter().filter(|i| i.action == Action::Create) {
         let Some(spec) = &ip.create else { continue };
         let id = layout::derived_id("instance", &ip.domain);
-        if let Some(h) = actual
-            .instances
-            .iter()
-            .find(|h| h.db_prefix == spec.prefix || h.id == id)
-        {
+        let (by_prefix, by_id) = taken.get_or_insert_with(|| {
+            let (mut p, mut d) = (HashMap::new(), HashMap::new());
+            for (k, h) in actual.instances.iter().enumerate() {
+                p.entry(h.db_prefix.as_str()).or_insert(k);
+                d.entry(h.id.as_str()).or_insert(k);
+            }
+            (p, d)
+        });
+        let first = [by_prefix.get(spec.prefix.as_str()), by_id.get(id.as_str())]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(h) = first.map(|&k| &actual.instances[k]) {
             errors.push(format!(
                 "{}: cannot be created: the existing instance {:?} (renamed from it) keeps its database prefix {} and doc id; choose another domain, or destroy {:?} first",
                 ip.domain, h.domain, spec.prefix, h.domain

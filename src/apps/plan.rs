@@ -85,6 +85,8 @@ pub fn plan_apps(
     let mut out = BTreeMap::new();
     let mut failed: BTreeMap<String, (String, String, usize)> = BTreeMap::new();
     let none: Vec<InstalledApp> = Vec::new();
+    // `instances` is sorted by domain: a merge, not a tree lookup per instance.
+    let mut declared = crate::plan::InOrder::new(&desired.instances);
     for ip in instances {
         if !matches!(
             ip.action,
@@ -92,7 +94,7 @@ pub fn plan_apps(
         ) {
             continue;
         }
-        let Some(apps) = desired.instances.get(&ip.domain).and_then(|d| d.apps.as_ref()) else {
+        let Some(apps) = declared.get(&ip.domain).and_then(|d| d.apps.as_ref()) else {
             continue;
         };
         let installed = if ip.action == Action::Create {
