@@ -122,6 +122,29 @@ impl Serialize for Field {
     }
 }
 
+/// A field of an [`InstanceDoc`], borrowed: to compare it without building a `Value`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldRef<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a Number),
+    Str(&'a str),
+    /// An array or an object.
+    Other(&'a Value),
+}
+
+impl FieldRef<'_> {
+    pub fn to_value(self) -> Value {
+        match self {
+            FieldRef::Null => Value::Null,
+            FieldRef::Bool(b) => Value::Bool(b),
+            FieldRef::Number(n) => Value::Number(n.clone()),
+            FieldRef::Str(s) => Value::String(s.to_string()),
+            FieldRef::Other(v) => v.clone(),
+        }
+    }
+}
+
 /// The instance doc that the actual state keeps, redacted; see the module doc.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceDoc {
@@ -151,6 +174,17 @@ impl InstanceDoc {
     /// The value of `key` (a copy: cheap for scalars and strings, which are most fields).
     pub fn get(&self, key: &str) -> Option<Value> {
         self.field(key).map(Field::to_value)
+    }
+
+    /// The value of `key`, borrowed.
+    pub fn get_ref(&self, key: &str) -> Option<FieldRef<'_>> {
+        Some(match self.field(key)? {
+            Field::Null => FieldRef::Null,
+            Field::Bool(b) => FieldRef::Bool(*b),
+            Field::Number(n) => FieldRef::Number(n),
+            Field::String(s) => FieldRef::Str(s),
+            Field::Other(v) => FieldRef::Other(v),
+        })
     }
 
     /// The value of `key` when it is a string.
@@ -301,9 +335,14 @@ mod tests {
         assert_eq!(d.len(), 9);
         for (k, v) in &m {
             assert_eq!(d.get(k).as_ref(), Some(v), "{k}");
+            assert_eq!(d.get_ref(k).map(FieldRef::to_value).as_ref(), Some(v), "{k}");
             assert_eq!(DocFields::field(&d, k).as_deref(), Some(v), "{k}");
         }
         assert_eq!(d.get("missing"), None);
+        assert_eq!(d.get_ref("missing"), None);
+        assert_eq!(d.get_ref("domain"), Some(FieldRef::Str("a.example")));
+        assert_eq!(d.get_ref("deleting"), Some(FieldRef::Bool(true)));
+        assert_eq!(d.get_ref("n"), Some(FieldRef::Null));
         assert_eq!(d.get_str("domain"), Some("a.example"));
         assert_eq!(d.get_str("zeta"), None);
         assert_eq!(d.get_bool("deleting"), Some(true));

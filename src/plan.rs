@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::actual::{Actual, ActualInstance, Finding, Observed};
 use crate::desired::{Desired, DesiredInstance, InstanceState};
+use crate::instance_doc::FieldRef;
 use crate::layout;
 pub use crate::plan_renames::{DirRename, RenamePlan};
 
@@ -582,16 +583,21 @@ impl Wanted<'_> {
     }
 
     /// Whether `present(have) == self.value()`, without building either value.
-    fn matches(self, have: Option<&Value>) -> bool {
-        let str_is = |v: &str| matches!(have, Some(Value::String(x)) if !x.is_empty() && x == v);
+    fn matches(self, have: Option<FieldRef<'_>>) -> bool {
+        let str_is = |v: &str| matches!(have, Some(FieldRef::Str(x)) if !x.is_empty() && x == v);
         match self {
-            Wanted::Absent => is_absent(have),
+            Wanted::Absent => match have {
+                None | Some(FieldRef::Null) | Some(FieldRef::Bool(false)) => true,
+                Some(FieldRef::Str(s)) => s.is_empty(),
+                Some(FieldRef::Other(v)) => is_absent(Some(v)),
+                Some(_) => false,
+            },
             Wanted::Str(v) => str_is(v),
-            Wanted::Strs(a) => matches!(have, Some(Value::Array(x))
+            Wanted::Strs(a) => matches!(have, Some(FieldRef::Other(Value::Array(x)))
                 if x.len() == a.len() && x.iter().zip(a).all(|(x, a)| x.as_str() == Some(a.as_str()))),
-            Wanted::True => matches!(have, Some(Value::Bool(true))),
+            Wanted::True => matches!(have, Some(FieldRef::Bool(true))),
             Wanted::Quota(q) => match have {
-                Some(Value::String(x)) => {
+                Some(FieldRef::Str(x)) => {
                     let mut buf = [0u8; 20];
                     x.as_bytes() == u64_digits(q, &mut buf)
                 }
@@ -667,13 +673,12 @@ fn present(v: Option<&Value>) -> Option<Value> {
 pub(crate) fn plan_existing(w: &DesiredInstance, h: &ActualInstance) -> InstancePlan {
     let mut changes = Vec::new();
     desired_instance_fields(w, |key, wanted| {
-        let have = h.doc.get(key);
-        let have = have.as_ref();
+        let have = h.doc.get_ref(key);
         if !wanted.matches(have) {
             changes.push(Change {
                 doc: DocKind::Instance,
                 key: key.into(),
-                before: present(have),
+                before: present(have.map(FieldRef::to_value).as_ref()),
                 after: wanted.value(),
             });
         }

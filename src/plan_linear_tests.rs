@@ -110,7 +110,9 @@ proptest! {
     #[test]
     fn wanted_matches_is_comparing_the_normalized_values(have in a_value(), w in a_wanted()) {
         let w = w.borrow();
-        prop_assert_eq!(w.matches(have.as_ref()), present(have.as_ref()) == w.value());
+        // As the planner sees it: a field of a compact instance doc.
+        let doc = crate::instance_doc::InstanceDoc::from_map(have.iter().map(|v| ("k".to_string(), v.clone())).collect());
+        prop_assert_eq!(w.matches(doc.get_ref("k")), present(have.as_ref()) == w.value());
     }
 
     #[test]
