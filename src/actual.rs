@@ -471,23 +471,16 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
     crate::progress::timing("read: instance docs processed, folders probed", started);
     let deep = opts.deep;
     crate::progress::message(format!("read {} instance docs", actual.instances.len()));
-    let wanted: Vec<usize> = actual
-        .instances
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| deep || (!early && opts.settings_for.contains(&i.domain)))
-        .map(|(n, _)| n)
-        .collect();
+    // With --deep, every instance is read here, its settings doc included; without, the declared
+    // settings docs were requested early (above) and nothing else is read per instance.
+    let wanted: Vec<usize> = if deep {
+        (0..actual.instances.len()).collect()
+    } else {
+        Vec::new()
+    };
     type Extras = (SettingsObs, Option<Box<DeepState>>, Option<String>);
     if !wanted.is_empty() {
-        crate::progress::stage(
-            wanted.len() as u64,
-            if deep {
-                "verifying databases, indexes and views (--deep)"
-            } else {
-                "reading settings docs"
-            },
-        );
+        crate::progress::stage(wanted.len() as u64, "verifying databases, indexes and views (--deep)");
     }
     let probe_root = fs_root.to_path_buf();
     let probe_domains: Vec<String> = actual.instances.iter().map(|i| i.domain.clone()).collect();
@@ -521,6 +514,12 @@ pub async fn read_actual_in(stores: &Stores, fs_root: &Path, opts: &ReadOptions)
             .map(|(domain, prefix, r)| ((domain, prefix), r))
             .collect();
         for inst in actual.instances.iter_mut() {
+            if read.is_empty() {
+                break;
+            }
+            if !opts.settings_for.contains(&inst.domain) {
+                continue;
+            }
             let Some(r) = read.remove(&(inst.domain.clone(), inst.db_prefix.clone())) else {
                 continue;
             };
