@@ -186,47 +186,44 @@ fn redact_owned(mut doc: InstanceDoc) -> InstanceDoc {
 
 /// Reads every instance doc of `global/instances`, design docs skipped.
 pub async fn read_instance_docs(store: &Store) -> StoreResult<Vec<Value>> {
-    read_instance_docs_each(store, |_| {}).await
-}
-
-/// [`read_instance_docs`], calling `on_doc` with each doc as soon as its page has been read (the
-/// plan starts the settings reads it needs from there, while the rest is still being read).
-pub async fn read_instance_docs_each(store: &Store, mut on_doc: impl FnMut(&Value)) -> StoreResult<Vec<Value>> {
     read_instance_docs_as(store, |mut d| {
+        drop_secrets(&mut d);
         if let Some(m) = d.as_object_mut() {
-            for k in layout::SECRET_KEYS {
-                m.remove(*k);
-            }
             // Rebuilt at its exact size: the map kept the capacity of the secrets.
             *m = std::mem::take(m).into_iter().collect();
         }
-        on_doc(&d);
         d
     })
     .await
 }
 
-/// [`read_instance_docs_each`] in the compact form that the actual state keeps (each doc converted
-/// as its page arrives: a fleet's docs are never all held as `Value`s).
+/// [`read_instance_docs`] in the compact form that the actual state keeps (each doc converted
+/// as its page arrives: a fleet's docs are never all held as `Value`s), calling `on_doc` with each
+/// doc as soon as its page has been read (the plan starts the settings reads it needs from there,
+/// while the rest is still being read).
 pub async fn read_instance_docs_compact_each(
     store: &Store,
     mut on_doc: impl FnMut(&Value),
 ) -> StoreResult<Vec<InstanceDoc>> {
     read_instance_docs_as(store, |mut d| {
-        if let Some(m) = d.as_object_mut() {
-            for k in layout::SECRET_KEYS {
-                m.remove(*k);
-            }
-        }
+        drop_secrets(&mut d);
         on_doc(&d);
         InstanceDoc::from_value(d)
     })
     .await
 }
 
+/// Removes the secrets of an instance doc: they are never used, and dropping them at once halves
+/// the memory a large fleet's docs take while the rest is read.
+fn drop_secrets(doc: &mut Value) {
+    if let Some(m) = doc.as_object_mut() {
+        for k in layout::SECRET_KEYS {
+            m.remove(*k);
+        }
+    }
+}
+
 /// Pages through `global/instances`, design docs skipped, each doc given to `convert` at once.
-/// Secrets are never used: `convert` drops them, which halves the memory a large fleet's docs
-/// take while the rest is read.
 async fn read_instance_docs_as<T>(store: &Store, mut convert: impl FnMut(Value) -> T) -> StoreResult<Vec<T>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
